@@ -1,0 +1,36 @@
+"""The ``emulator`` command. Each subcommand lives in its own module of this package with
+``add_parser(subparsers)`` and a ``run(args)`` bound through ``set_defaults(run=...)``; modules
+import their heavy dependencies inside ``run`` so that ``--help`` stays fast."""
+import argparse
+import importlib
+import sys
+
+from sims.errors import InputError
+
+SUBCOMMANDS = ()
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="emulator",
+        description="3D cosmology super-resolution emulator: simulate paired low/high-resolution "
+                    "boxes, train a conditional diffusion model, upsample large boxes by MPI "
+                    "outpainting and validate the result with power spectra.")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in SUBCOMMANDS:
+        importlib.import_module(f"emulator.cli.{name}").add_parser(subparsers)
+    return parser
+
+
+def main(argv=None):
+    """Parse ``argv`` and run the subcommand; bad input prints one line and returns 2."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args) or 0
+    except InputError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

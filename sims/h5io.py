@@ -1,0 +1,126 @@
+"""HDF5 conventions shared by every command: atomic writes, provenance, field specs.
+
+Files carry their metadata as attributes (DESIGN.md): ``box_size`` [Mpc/h], ``redshift``,
+``cosmology`` (JSON), ``seed`` and ``created_by``.
+"""
+import contextlib
+import json
+import os
+import sys
+from dataclasses import dataclass
+
+import h5py
+import numpy as np
+
+from sims import __version__
+from sims.errors import InputError
+
+
+def provenance():
+    """The ``created_by`` attribute: package version and the command line that ran."""
+    return f"cosmo-sr-emulator {__version__}: {' '.join(sys.argv)}"
+
+
+@contextlib.contextmanager
+def atomic_h5(path, mode="w"):
+    """Open ``path + '.tmp'`` for writing and rename it onto ``path`` only if the block succeeds.
+
+    A crash or exception leaves no file at ``path`` that looks complete; the temporary file is
+    removed on failure.
+    """
+    path = os.fspath(path)
+    tmp = path + ".tmp"
+    try:
+        with h5py.File(tmp, mode) as f:
+            yield f
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(tmp)
+        raise
+
+
+def open_h5(path):
+    """Open an existing HDF5 file read-only, turning the usual failures into :class:`InputError`."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise InputError(path, "file does not exist")
+    if not h5py.is_hdf5(path):
+        raise InputError(path, "not an HDF5 file (or truncated)")
+    try:
+        return h5py.File(path, "r")
+    except OSError as err:
+        raise InputError(path, f"cannot be opened as HDF5 ({err})") from err
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """A ``FILE[:DATASET]`` argument."""
+
+    path: str
+    dataset: str | None = None
+
+    @classmethod
+    def parse(cls, text, default_dataset=None):
+        path, sep, dataset = text.rpartition(":")
+        if sep and path and dataset and "/" not in dataset:
+            return cls(path, dataset)
+        return cls(text, default_dataset)
+
+    def __str__(self):
+        return f"{self.path}:{self.dataset}" if self.dataset else self.path
+
+
+@dataclass(frozen=True)
+class Field:
+    """A cubic periodic field read from HDF5: ``data`` float32 (n, n, n), side ``box_size`` [Mpc/h]."""
+
+    data: np.ndarray
+    box_size: float
+    attrs: dict
+    source: str
+
+
+def read_field(spec, default_dataset=None, index=None):
+    """Read a cubic float field and its attributes, checking shape, finiteness and ``box_size``.
+
+    ``index`` selects one sample of a stacked (K, n, n, n) dataset. Raises :class:`InputError`
+    naming the file for a missing dataset, a non-cubic shape, NaN/Inf or a missing box size.
+    """
+    spec = spec if isinstance(spec, FieldSpec) else FieldSpec.parse(spec, default_dataset)
+    with open_h5(spec.path) as f:
+        name = spec.dataset or default_dataset
+        if name is None:
+            raise InputError(spec.path, "no dataset named; use FILE:DATASET")
+        if name not in f:
+            raise InputError(spec.path, f"has no dataset '{name}' (found: {', '.join(f.keys())})")
+        dset = f[name]
+        data = np.asarray(dset[index] if index is not None else dset[...], dtype=np.float32)
+        attrs = {**dict(f.attrs), **dict(dset.attrs)}
+    source = str(spec)
+    if data.ndim != 3 or len(set(data.shape)) != 1:
+        raise InputError(source, f"field must be cubic 3D, got shape {data.shape}")
+    if not np.all(np.isfinite(data)):
+        raise InputError(source, f"contains {np.count_nonzero(~np.isfinite(data))} NaN/Inf values")
+    if "box_size" not in attrs:
+        raise InputError(source, "missing attribute 'box_size' [Mpc/h]")
+    attrs = {k: _plain(v) for k, v in attrs.items()}
+    return Field(data, float(attrs["box_size"]), attrs, source)
+
+
+def _plain(value):
+    """h5py attribute value -> plain Python (for JSON reports)."""
+    if isinstance(value, bytes):
+        return value.decode()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def write_attrs(obj, **attrs):
+    """Set HDF5 attributes, JSON-encoding dicts (e.g. ``cosmology``) and adding ``created_by``."""
+    obj.attrs["created_by"] = provenance()
+    for key, value in attrs.items():
+        obj.attrs[key] = json.dumps(value) if isinstance(value, dict) else value
