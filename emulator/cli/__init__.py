@@ -7,7 +7,7 @@ import sys
 
 from sims.errors import InputError
 
-SUBCOMMANDS = ()
+SUBCOMMANDS = ("jobs",)
 
 
 def build_parser():
@@ -23,8 +23,14 @@ def build_parser():
 
 
 def main(argv=None):
-    """Parse ``argv`` and run the subcommand; bad input prints one line and returns 2."""
-    args = build_parser().parse_args(argv)
+    """Parse ``argv`` and run the subcommand; bad input prints one line and returns 2.
+
+    Arguments after a ``--`` are not parsed: they reach the subcommand as ``args.passthrough``.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    split = argv.index("--") if "--" in argv else len(argv)
+    args = build_parser().parse_args(argv[:split])
+    args.passthrough = argv[split + 1:]
     try:
         return args.run(args) or 0
     except InputError as err:
