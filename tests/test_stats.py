@@ -1,0 +1,158 @@
+"""Power spectra, cross power, r(k) and transfer function against the analytic values of
+REFERENCE.md and against powerbox as an independent code."""
+import numpy as np
+import powerbox
+import pytest
+
+from sims import stats
+from sims.errors import InputError
+
+
+def white_noise(n, sigma, seed):
+    return (sigma * np.random.default_rng(seed).standard_normal((n, n, n))).astype(np.float32)
+
+
+def gaussian_field(n, box_size, power_law, seed):
+    """Gaussian field with P(k) = power_law(k): d(n) = rfftn(r) sqrt(P N^3 / L^3) (REFERENCE.md)."""
+    white = np.random.default_rng(seed).standard_normal((n, n, n))
+    kx, ky, kz = (np.fft.fftfreq(n, 1 / n)[:, None, None], np.fft.fftfreq(n, 1 / n)[None, :, None],
+                  np.arange(n // 2 + 1)[None, None, :])
+    k = 2 * np.pi / box_size * np.sqrt(kx ** 2 + ky ** 2 + kz ** 2)
+    k[0, 0, 0] = 1.0
+    amplitude = np.sqrt(power_law(k) * n ** 3 / box_size ** 3)
+    amplitude[0, 0, 0] = 0.0
+    return np.fft.irfftn(np.fft.rfftn(white) * amplitude, s=(n, n, n), axes=(0, 1, 2)).astype(np.float32)
+
+
+def below_nyquist(spec, n, box_size):
+    return spec.k < stats.k_nyquist(n, box_size)
+
+
+@pytest.mark.parametrize("n", [6, 7, 16])
+def test_full_space_mode_count_is_n_cubed_minus_one(n):
+    spec = stats.power_spectrum(np.zeros((n, n, n), np.float32), 10.0)
+    assert spec.nmodes.sum() == n ** 3 - 1
+    assert np.all(spec.nmodes > 0)
+
+
+def test_shell_counts_match_brute_force_over_full_space():
+    n = 8
+    m = np.fft.fftfreq(n, 1 / n)
+    norm = np.sqrt(m[:, None, None] ** 2 + m[None, :, None] ** 2 + m[None, None, :] ** 2)
+    shell = np.floor(norm).astype(int).ravel()
+    expected_counts = np.bincount(shell)[1:]
+    expected_k = (np.bincount(shell, weights=norm.ravel())[1:] / expected_counts) * 2 * np.pi / 5.0
+    spec = stats.power_spectrum(np.zeros((n, n, n), np.float32), 5.0)
+    np.testing.assert_array_equal(spec.nmodes, expected_counts)
+    np.testing.assert_allclose(spec.k, expected_k, rtol=1e-6)
+
+
+def test_white_noise_is_flat_at_sigma2_cell_volume():
+    n, box, sigma = 32, 50.0, 2.0
+    field = white_noise(n, sigma, seed=1)
+    spec = stats.power_spectrum(field, box)
+    expected = sigma ** 2 * (box / n) ** 3
+    z = (spec.power / expected - 1) / np.sqrt(2 / spec.nmodes)
+    assert np.all(np.abs(z[below_nyquist(spec, n, box)]) < 4)
+    # Parseval: the mode-weighted mean over all shells is the field variance times the cell volume.
+    total = np.sum(spec.power * spec.nmodes) / spec.nmodes.sum()
+    f64 = field.astype(np.float64)
+    parseval = (n ** 3 * np.sum(f64 ** 2) - np.sum(f64) ** 2) / (n ** 3 - 1) * (box / n) ** 3 / n ** 3
+    np.testing.assert_allclose(total, parseval, rtol=1e-5)
+
+
+def test_plane_wave_puts_a2_l3_over_4_on_its_mode():
+    n, box, amp, n0 = 16, 30.0, 1.5, np.array([1, 2, 3])
+    x = np.indices((n, n, n)).reshape(3, -1).T
+    field = (amp * np.cos(2 * np.pi * x @ n0 / n)).reshape(n, n, n).astype(np.float32)
+    spec = stats.power_spectrum(field, box)
+    shell = int(np.floor(np.linalg.norm(n0)))
+    # both n0 and -n0 lie in the shell, each carrying A^2 L^3 / 4.
+    np.testing.assert_allclose(spec.power[shell - 1] * spec.nmodes[shell - 1], 2 * amp ** 2 * box ** 3 / 4,
+                               rtol=1e-5)
+    others = np.delete(spec.power, shell - 1)
+    assert np.all(np.abs(others) < 1e-9 * amp ** 2 * box ** 3)
+
+
+def test_gaussian_field_power_recovered_within_three_sigma():
+    n, box = 32, 200.0
+    power_law = lambda k: 1e3 * (k / 0.1) ** -1.5  # noqa: E731
+    field = gaussian_field(n, box, power_law, seed=7)
+    spec = stats.power_spectrum(field, box)
+    # expected value: the model averaged over the full-space modes of each shell (brute force).
+    m = np.fft.fftfreq(n, 1 / n)
+    norm = np.sqrt(m[:, None, None] ** 2 + m[None, :, None] ** 2 + m[None, None, :] ** 2).ravel()
+    shell, norm = np.floor(norm[1:]).astype(int), norm[1:]
+    model = np.bincount(shell, weights=power_law(2 * np.pi / box * norm))[1:] / np.bincount(shell)[1:]
+    z = (spec.power / model - 1) / np.sqrt(2 / spec.nmodes)
+    keep = below_nyquist(spec, n, box)
+    assert np.all(np.abs(z[keep]) < 3)
+    assert 0.3 < np.mean(z[keep] ** 2) < 2.0
+
+
+@pytest.mark.filterwarnings("ignore:One or more radial bins:UserWarning")
+@pytest.mark.parametrize("n", [16, 17])
+def test_agrees_with_powerbox_bin_by_bin(n):
+    box = 75.0
+    field = gaussian_field(n, box, lambda k: 50 * (k / 0.1) ** -2.0, seed=3)
+    spec = stats.power_spectrum(field, box)
+    k_f = 2 * np.pi / box
+    # integer-|n| modes sit on powerbox's float bin edges: shift the edges down to floor-bin.
+    edges = np.arange(0, n // 2 + 1) * k_f - 1e-6 * k_f
+    ref = powerbox.get_power(field.astype(np.float64), boxlength=box, bins=edges, ignore_zero_mode=True)
+    m = len(edges) - 2  # powerbox's first bin holds only the (ignored) DC mode
+    np.testing.assert_allclose(spec.power[:m], ref.power[1:], rtol=1e-5)
+    np.testing.assert_allclose(spec.k[:m], ref.bin_avg[1:], rtol=1e-5)
+    np.testing.assert_array_equal(spec.nmodes[:m], ref.nsamples[1:])
+
+
+def test_cross_power_of_a_field_with_itself_is_its_power_and_symmetric():
+    a, b = white_noise(16, 1.0, 1), white_noise(16, 1.0, 2)
+    np.testing.assert_allclose(stats.cross_power(a, a, 20.0).power, stats.power_spectrum(a, 20.0).power,
+                               rtol=1e-6)
+    np.testing.assert_allclose(stats.cross_power(a, b, 20.0).power, stats.cross_power(b, a, 20.0).power,
+                               rtol=1e-6)
+
+
+def test_r_of_field_with_itself_and_its_negative():
+    d = gaussian_field(16, 50.0, lambda k: (k / 0.1) ** -1, seed=2)
+    _, r_same = stats.correlation(d, d, 50.0)
+    _, r_neg = stats.correlation(d, -d, 50.0)
+    np.testing.assert_allclose(r_same, 1.0, atol=1e-6)
+    np.testing.assert_allclose(r_neg, -1.0, atol=1e-6)
+
+
+def test_r_with_added_noise_is_sqrt_p_over_p_plus_pn():
+    n, box, sigma, sigma_noise = 32, 100.0, 1.0, 0.8
+    d = white_noise(n, sigma, seed=11)
+    noisy = d + white_noise(n, sigma_noise, seed=12)
+    k, r = stats.correlation(d, noisy, box)
+    expected = np.sqrt(sigma ** 2 / (sigma ** 2 + sigma_noise ** 2))
+    nmodes = stats.power_spectrum(d, box).nmodes
+    scatter = (1 - expected ** 2) * np.sqrt(2 / nmodes)
+    keep = k < stats.k_nyquist(n, box)
+    assert np.all(np.abs(r[keep] - expected) < 4 * scatter[keep])
+    assert abs(np.average(r[keep], weights=nmodes[keep]) - expected) < 0.01
+
+
+def test_transfer_function_of_scaled_field():
+    d = white_noise(16, 1.0, seed=5)
+    k, t = stats.transfer_function(1.7 * d, d, 40.0)
+    np.testing.assert_allclose(t, 1.7, rtol=1e-5)
+    assert k.shape == t.shape
+
+
+def test_bad_inputs_raise_input_error():
+    good = np.zeros((8, 8, 8), np.float32)
+    bad = good.copy()
+    bad[1, 2, 3] = np.nan
+    with pytest.raises(InputError, match="NaN"):
+        stats.power_spectrum(bad, 10.0)
+    with pytest.raises(InputError, match="cubic"):
+        stats.power_spectrum(np.zeros((8, 8, 4)), 10.0)
+    with pytest.raises(InputError, match="differs"):
+        stats.cross_power(good, np.zeros((4, 4, 4)), 10.0)
+    with pytest.raises(InputError, match="box size"):
+        stats.power_spectrum(good, -1.0)
+    with pytest.raises(InputError, match="mass assignment"):
+        stats.power_spectrum(good, 10.0, mas="pcs")
