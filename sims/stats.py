@@ -20,10 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sims import fft
+from sims import fft, mesh
 from sims.errors import InputError
-
-MAS_CHOICES = (None, "ngp", "cic", "tsc")
 
 
 @dataclass(frozen=True)
@@ -67,10 +65,11 @@ def check_box_size(box_size, source="box_size"):
 
 
 def check_mas(mas, source="mas"):
-    """Return ``mas`` (None or one of 'ngp', 'cic', 'tsc'; 'none' means None)."""
+    """Return ``mas``: None (also for 'none') or a key of ``sims.mesh.MAS_ORDER``."""
     mas = None if mas in (None, "none") else str(mas).lower()
-    if mas not in MAS_CHOICES:
-        raise InputError(source, f"mass assignment must be one of none, ngp, cic, tsc; got {mas!r}")
+    if mas is not None and mas not in mesh.MAS_ORDER:
+        raise InputError(source, f"mass assignment must be none or one of {', '.join(mesh.MAS_ORDER)}; "
+                                 f"got {mas!r}")
     return mas
 
 
@@ -105,17 +104,13 @@ def bin_modes(values):
     return np.bincount(index, weights=weighted.ravel(), minlength=len(shells(n)[1]))[1:]
 
 
-def window(n, mas):
-    """Mass-assignment window on the rfft grid (``sims.mesh.window``), or 1 for ``mas=None``."""
-    if mas is None:
-        return 1.0
-    from sims import mesh  # noqa: PLC0415  (sims.mesh lands alongside; see module docstring)
-    return mesh.window(n, mas)
-
-
 def fourier_modes(field, mas=None):
-    """Unnormalised rfft of ``field`` with the mass-assignment window ``mas`` divided out."""
-    return fft.rfftn(field) / window(field.shape[0], mas)
+    """Unnormalised rfft of ``field`` with the mass-assignment window ``sims.mesh.window`` of
+    scheme ``mas`` divided out (no division for ``mas=None``); complex64 for float32 input."""
+    d = fft.rfftn(field)
+    if mas is not None:
+        d /= mesh.window(field.shape[0], mas).astype(d.real.dtype)
+    return d
 
 
 def _spectrum(product, box_size):
@@ -188,3 +183,159 @@ def transfer_function(pred, truth, box_size, mas=None):
     p_truth = power_spectrum(truth, box_size, mas).power
     ratio = np.divide(p_pred.power, p_truth, out=np.zeros_like(p_truth), where=p_truth > 0)
     return p_pred.k, np.sqrt(ratio)
+
+
+@dataclass(frozen=True)
+class Ensemble:
+    """Spectra of K predicted samples against one truth, on the shells of :func:`power_spectrum`.
+
+    ``k`` [h/Mpc], ``nmodes``, ``pk_truth`` (nbins,), ``pk_samples`` (K, nbins) [(Mpc/h)^3] and
+    ``r_samples`` (K, nbins) the cross-correlation coefficient of each sample with the truth.
+    """
+
+    k: np.ndarray
+    nmodes: np.ndarray
+    pk_truth: np.ndarray
+    pk_samples: np.ndarray
+    r_samples: np.ndarray
+
+    @property
+    def pk_mean(self):
+        """Mean of the samples' P(k)."""
+        return self.pk_samples.mean(axis=0)
+
+    @property
+    def pk_std(self):
+        """Sample standard deviation (ddof = 1; 0 for one sample) of the samples' P(k)."""
+        if len(self.pk_samples) < 2:
+            return np.zeros_like(self.pk_truth)
+        return self.pk_samples.std(axis=0, ddof=1)
+
+
+def ensemble(truth, samples, box_size, mas=None):
+    """P(k) of the truth and of each sample, and each sample's r(k) with the truth (:class:`Ensemble`).
+
+    ``samples``: a sequence of fields of the truth's shape. The truth is transformed once and
+    each sample once, so memory stays at a few rfft grids whatever K.
+    """
+    truth = check_field(truth, "truth")
+    box_size = check_box_size(box_size)
+    mas = check_mas(mas)
+    dt = fourier_modes(truth, mas)
+    p_truth = _spectrum(dt.real ** 2 + dt.imag ** 2, box_size)
+    pk, r = [], []
+    for i, sample in enumerate(samples):
+        _, sample = check_pair(truth, sample, ("truth", f"samples[{i}]"))
+        ds = fourier_modes(sample, mas)
+        pk.append(_spectrum(ds.real ** 2 + ds.imag ** 2, box_size).power)
+        r.append(ratio_r(_spectrum(dt.real * ds.real + dt.imag * ds.imag, box_size).power,
+                         p_truth.power, pk[-1]))
+    if not pk:
+        raise InputError("samples", "need at least one predicted sample")
+    return Ensemble(k=p_truth.k, nmodes=p_truth.nmodes, pk_truth=p_truth.power,
+                    pk_samples=np.array(pk), r_samples=np.array(r))
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Spread of K samples of one truth, per shell of :func:`power_spectrum`.
+
+    ``coverage``: fraction of the truth's Fourier components (real and imaginary parts of every
+    mode) that lie within [min, max] of the samples' components. If the truth were one more
+    draw from the samples' distribution this would be ``nominal_coverage`` = (K - 1) / (K + 1)
+    (the rank of the truth among K + 1 exchangeable draws is uniform), whatever that distribution.
+    ``dispersion_ratio``: <|mean sample - truth|^2> / ((1 + 1/K) <|sample - mean|^2> K / (K - 1)),
+    which is 1 for exchangeable truth and samples, > 1 for under-dispersed samples (too little
+    scatter for their error) and < 1 for over-dispersed ones.
+    """
+
+    k: np.ndarray
+    nmodes: np.ndarray
+    coverage: np.ndarray
+    nominal_coverage: float
+    dispersion_ratio: np.ndarray
+
+
+def calibration(samples, truth, box_size, mas=None):
+    """:class:`Calibration` of K >= 2 predicted ``samples`` (sequence of fields) of ``truth``.
+
+    Self-conjugate modes (Nyquist corners) have no imaginary part and count as covered there.
+    """
+    truth = check_field(truth, "truth")
+    box_size = check_box_size(box_size)
+    mas = check_mas(mas)
+    spectra = np.array([fourier_modes(check_pair(truth, s, ("truth", f"samples[{i}]"))[1], mas)
+                        for i, s in enumerate(samples)])
+    n_samples = len(spectra)
+    if n_samples < 2:
+        raise InputError("samples", f"calibration needs at least 2 samples, got {n_samples}")
+    dt = fourier_modes(truth, mas)
+    covered = (_within(spectra.real, dt.real) + _within(spectra.imag, dt.imag)) / np.float32(2)
+    mean = spectra.mean(axis=0)
+    scatter = sum(np.abs(s - mean) ** 2 for s in spectra) / np.float32(n_samples - 1)
+    error, spread = bin_modes(np.abs(mean - dt) ** 2), (1 + 1 / n_samples) * bin_modes(scatter)
+    _, nmodes, mean_n = shells(truth.shape[0])
+    return Calibration(k=2 * np.pi / box_size * mean_n[1:], nmodes=nmodes[1:],
+                       coverage=bin_modes(covered) / nmodes[1:],
+                       nominal_coverage=(n_samples - 1) / (n_samples + 1),
+                       dispersion_ratio=np.divide(error, spread, out=np.full_like(error, np.inf),
+                                                  where=spread > 0))
+
+
+def _within(samples, value):
+    """1 where ``value`` lies within [min, max] of ``samples`` over axis 0, else 0 (float32)."""
+    return ((samples.min(axis=0) <= value) & (value <= samples.max(axis=0))).astype(np.float32)
+
+
+def log_density(delta, floor=1e-3):
+    """log10(1 + delta) with 1 + delta clipped below at ``floor`` so empty cells (delta = -1)
+    stay finite: they land at log10(floor) = -3 by default, below any occupied cell of a
+    painted grid with fewer than 1000 particles per cell on average."""
+    return np.log10(np.maximum(np.asarray(delta, dtype=np.float64) + 1.0, floor))
+
+
+def pdf(fields, nbins=60, floor=1e-3):
+    """One-point PDFs of log10(1 + delta) (:func:`log_density`) of several fields on common bins.
+
+    Returns ``(edges, densities)``: ``edges`` (nbins + 1,) spanning the range of all fields,
+    ``densities`` (F, nbins) normalised to unit integral over log10(1 + delta).
+    """
+    logs = [log_density(check_field(f, f"fields[{i}]"), floor) for i, f in enumerate(fields)]
+    lo, hi = min(x.min() for x in logs), max(x.max() for x in logs)
+    edges = np.linspace(lo, hi if hi > lo else lo + 1.0, int(nbins) + 1)
+    return edges, np.array([np.histogram(x, bins=edges, density=True)[0] for x in logs])
+
+
+@dataclass(frozen=True)
+class SeamStatistic:
+    """Per axis (x, y, z): ``ratio`` of the mean squared finite difference across tile-boundary
+    planes to that across interior planes (1 = no seams) and its 1-sigma ``error``."""
+
+    ratio: np.ndarray
+    error: np.ndarray
+
+
+def seam_statistic(field, core, offset=0):
+    """Seam statistic of a periodic field assembled from cubic blocks of side ``core`` cells.
+
+    Block boundaries lie between cells i - 1 and i for i = offset (mod core). For each axis the
+    squared difference (f_i - f_{i-1})^2 is averaged over each plane i; the ratio is the mean over
+    boundary planes divided by the mean over interior planes. Its error is the scatter of the
+    interior plane means divided by sqrt(number of boundary planes), relative to their mean
+    (planes one block apart are nearly independent).
+    """
+    field = check_field(field)
+    n = field.shape[0]
+    core = int(core)
+    if core < 2 or n % core or n // core < 2:
+        raise InputError("core", f"block size {core} must be >= 2 and divide the grid size {n} "
+                                 "into at least 2 blocks")
+    boundary = (np.arange(n) - offset) % core == 0
+    ratios, errors = [], []
+    for axis in range(3):
+        others = tuple(a for a in range(3) if a != axis)
+        planes = np.mean((field - np.roll(field, 1, axis=axis)) ** 2, axis=others, dtype=np.float64)
+        interior = planes[~boundary]
+        ratios.append(planes[boundary].mean() / interior.mean())
+        errors.append(interior.std(ddof=1) / np.sqrt(boundary.sum()) / interior.mean())
+    return SeamStatistic(ratio=np.array(ratios), error=np.array(errors))

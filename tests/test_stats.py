@@ -4,7 +4,7 @@ import numpy as np
 import powerbox
 import pytest
 
-from sims import stats
+from sims import mesh, stats
 from sims.errors import InputError
 
 
@@ -140,6 +140,134 @@ def test_transfer_function_of_scaled_field():
     k, t = stats.transfer_function(1.7 * d, d, 40.0)
     np.testing.assert_allclose(t, 1.7, rtol=1e-5)
     assert k.shape == t.shape
+
+
+@pytest.mark.parametrize("mas", ["ngp", "cic", "tsc"])
+def test_window_deconvolution_of_a_painted_plane_wave(mas):
+    """Particles at random positions weighted by 1 + A cos(2 pi n0.x / L): the painted overdensity
+    has mode n0 = W(n0) A / 2 in expectation (no aliasing: the weight field is band-limited), so
+    the deconvolved mode is A / 2 up to shot noise sqrt((1 + A^2/2) / N_p) / W ~ 0.5 %."""
+    n, box, amp, n0 = 16, 64.0, 0.5, np.array([2, 3, 4])
+    positions = np.random.default_rng(4).uniform(0, box, (64 * n ** 3, 3))
+    weights = 1 + amp * np.cos(2 * np.pi * positions @ n0 / box)
+    delta = mesh.overdensity(mesh.paint(positions, n, box, mas=mas, weights=weights))
+    raw = abs(stats.fourier_modes(delta)[tuple(n0)]) / n ** 3
+    deconvolved = abs(stats.fourier_modes(delta, mas)[tuple(n0)]) / n ** 3
+    w = np.prod(np.sinc(n0 / n)) ** mesh.MAS_ORDER[mas]
+    assert abs(deconvolved / (amp / 2) - 1) < 0.04
+    assert abs(raw / (w * amp / 2) - 1) < 0.04
+
+
+@pytest.mark.parametrize("mas", ["cic", "tsc"])
+def test_deconvolved_power_matches_brute_force_full_space_average(mas):
+    n, box = 12, 30.0
+    field = white_noise(n, 1.0, seed=6)
+    m = np.fft.fftfreq(n, 1 / n)
+    full = [m[:, None, None], m[None, :, None], m[None, None, :]]
+    w = (np.sinc(full[0] / n) * np.sinc(full[1] / n) * np.sinc(full[2] / n)) ** mesh.MAS_ORDER[mas]
+    power = np.abs(np.fft.fftn(field.astype(np.float64)) / w) ** 2 * box ** 3 / n ** 6
+    shell = np.floor(np.sqrt(full[0] ** 2 + full[1] ** 2 + full[2] ** 2)).astype(int).ravel()
+    expected = (np.bincount(shell, weights=power.ravel()) / np.bincount(shell))[1:]
+    np.testing.assert_allclose(stats.power_spectrum(field, box, mas=mas).power, expected, rtol=1e-5)
+
+
+def test_ensemble_spectra_and_r_of_scaled_copies():
+    truth = gaussian_field(16, 50.0, lambda k: (k / 0.1) ** -1.5, seed=8)
+    ens = stats.ensemble(truth, [truth, -2 * truth], 50.0)
+    p = stats.power_spectrum(truth, 50.0).power
+    np.testing.assert_allclose(ens.pk_truth, p, rtol=1e-6)
+    np.testing.assert_allclose(ens.pk_samples, [p, 4 * p], rtol=1e-5)
+    np.testing.assert_allclose(ens.pk_mean, 2.5 * p, rtol=1e-5)
+    np.testing.assert_allclose(ens.pk_std, np.std([p, 4 * p], axis=0, ddof=1), rtol=1e-5)
+    np.testing.assert_allclose(ens.r_samples, [np.ones_like(p), -np.ones_like(p)], atol=1e-5)
+    with pytest.raises(InputError, match="samples\\[1\\]"):
+        stats.ensemble(truth, [truth, truth[:8, :8, :8]], 50.0)
+
+
+def _synthetic_ensemble(spread, n_samples, n=24, seed=0):
+    """Truth and samples drawn around a common mean field; samples with ``spread`` times the
+    truth's scatter (1 = calibrated)."""
+    rng = np.random.default_rng(seed)
+    mean = gaussian_field(n, 80.0, lambda k: (k / 0.1) ** -2, seed=seed + 1)
+    truth = mean + rng.standard_normal((n, n, n)).astype(np.float32)
+    samples = [mean + spread * rng.standard_normal((n, n, n)).astype(np.float32) for _ in range(n_samples)]
+    return truth, samples
+
+
+@pytest.mark.parametrize("n_samples", [2, 4])
+def test_calibration_of_a_well_dispersed_ensemble_is_nominal(n_samples):
+    truth, samples = _synthetic_ensemble(1.0, n_samples)
+    cal = stats.calibration(samples, truth, 80.0)
+    keep = cal.k < stats.k_nyquist(24, 80.0)
+    p = cal.nominal_coverage
+    assert p == pytest.approx((n_samples - 1) / (n_samples + 1))
+    assert np.all(np.abs(cal.coverage[keep] - p) < 5 * np.sqrt(p * (1 - p) / cal.nmodes[keep]))
+    assert abs(np.average(cal.coverage[keep], weights=cal.nmodes[keep]) - p) < 0.02
+    assert abs(np.average(cal.dispersion_ratio[keep], weights=cal.nmodes[keep]) - 1) < 0.1
+
+
+def test_calibration_flags_under_and_over_dispersed_ensembles():
+    averages = {}
+    for spread in (0.3, 3.0):
+        truth, samples = _synthetic_ensemble(spread, 4)
+        cal = stats.calibration(samples, truth, 80.0)
+        keep = cal.k < stats.k_nyquist(24, 80.0)
+        averages[spread] = (np.average(cal.coverage[keep], weights=cal.nmodes[keep]),
+                            np.average(cal.dispersion_ratio[keep], weights=cal.nmodes[keep]))
+    assert averages[0.3][0] < 0.6 - 0.25 and averages[0.3][1] > 3
+    assert averages[3.0][0] > 0.6 + 0.2 and averages[3.0][1] < 0.5
+
+
+def test_calibration_needs_two_samples():
+    truth, samples = _synthetic_ensemble(1.0, 2, n=8)
+    with pytest.raises(InputError, match="at least 2"):
+        stats.calibration(samples[:1], truth, 80.0)
+
+
+def test_pdf_of_a_lognormal_field_is_the_gaussian_of_its_log():
+    """1 + delta = exp(g - s^2/2), g ~ N(0, s^2) per cell: log10(1 + delta) ~ N(-s^2 / (2 ln 10), s / ln 10)."""
+    s = 0.8
+    g = s * np.random.default_rng(9).standard_normal((32, 32, 32))
+    delta = (np.exp(g - s ** 2 / 2) - 1).astype(np.float32)
+    edges, dens = stats.pdf([delta], nbins=40)
+    centres, width = (edges[1:] + edges[:-1]) / 2, np.diff(edges)
+    assert np.sum(dens[0] * width) == pytest.approx(1.0)
+    mean, std = -s ** 2 / (2 * np.log(10)), s / np.log(10)
+    assert abs(np.sum(centres * dens[0] * width) - mean) < 0.01
+    assert abs(np.sqrt(np.sum((centres - mean) ** 2 * dens[0] * width)) / std - 1) < 0.02
+
+
+def test_pdf_keeps_empty_cells_finite_and_shares_bins():
+    empty = np.full((8, 8, 8), -1.0, np.float32)
+    edges, dens = stats.pdf([empty, np.zeros((8, 8, 8), np.float32)], nbins=10, floor=1e-3)
+    assert edges[0] == pytest.approx(-3.0) and edges[-1] == pytest.approx(0.0)
+    assert dens.shape == (2, 10) and np.all(np.isfinite(dens))
+    assert dens[0, 0] > 0 and dens[1, -1] > 0
+
+
+def test_seam_statistic_is_one_for_a_stationary_field():
+    field = gaussian_field(32, 100.0, lambda k: (k / 0.1) ** -2, seed=13)
+    seam = stats.seam_statistic(field, core=8)
+    assert np.all(np.abs(seam.ratio - 1) < 4 * seam.error)
+    assert np.all(seam.error < 0.2)
+
+
+def test_seam_statistic_detects_planted_tile_discontinuities_per_axis():
+    n, core = 32, 8
+    field = gaussian_field(n, 100.0, lambda k: (k / 0.1) ** -2, seed=13)
+    rng = np.random.default_rng(14)
+    offsets = rng.normal(0, field.std(), n // core)  # one jump per x block only
+    seamed = field + np.repeat(offsets, core)[:, None, None].astype(np.float32)
+    seam = stats.seam_statistic(seamed, core=core)
+    assert seam.ratio[0] > 1 + 10 * seam.error[0]
+    assert np.all(np.abs(seam.ratio[1:] - 1) < 4 * seam.error[1:])
+    # with the boundaries misplaced by half a block, the jumps count as interior: ratio < 1
+    assert stats.seam_statistic(seamed, core=core, offset=core // 2).ratio[0] < 1
+
+
+def test_seam_statistic_rejects_block_sizes_that_do_not_tile():
+    with pytest.raises(InputError, match="core"):
+        stats.seam_statistic(np.zeros((12, 12, 12), np.float32), core=5)
 
 
 def test_bad_inputs_raise_input_error():
