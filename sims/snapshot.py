@@ -40,6 +40,7 @@ class SnapshotInfo:
     """What the headers of a snapshot say, without reading particles.
 
     ``files``: the chunk paths in order; ``n_total`` (6,) uint64 particle totals per type;
+    ``n_per_file`` (files, 6) uint64 NumPart_ThisFile of each chunk;
     ``box_size`` [Mpc/h]; ``to_mpc_h``: factor from stored lengths to Mpc/h and
     ``length_unit_source`` how it was found; ``cosmology``: {'Omega_m', 'Omega_L', 'h',
     'Omega_b'} as far as the file records them; ``header``: the raw /Header attributes of chunk 0.
@@ -47,6 +48,7 @@ class SnapshotInfo:
 
     files: tuple
     n_total: np.ndarray
+    n_per_file: np.ndarray
     box_size: float
     redshift: float
     to_mpc_h: float
@@ -266,11 +268,12 @@ def snapshot_info(path, length_unit=None):
         cosmology = {k: float(v) for k, v in ((k, _attr(f, n)) for k, n in names.items())
                      if v is not None}
     n_total = total_counts(header)
-    n_sum = sum(_this_file_counts(p) for p in files)
+    n_per_file = np.array([_this_file_counts(p) for p in files])
+    n_sum = n_per_file.sum(axis=0, dtype=np.uint64)
     if np.any(n_sum != n_total):
         raise InputError(files[0], f"inconsistent counts: NumPart_Total says {n_total.tolist()}, "
                                    f"the files' NumPart_ThisFile add up to {n_sum.tolist()}")
-    return SnapshotInfo(files=files, n_total=n_total, box_size=box * to_mpc_h,
+    return SnapshotInfo(files=files, n_total=n_total, n_per_file=n_per_file, box_size=box * to_mpc_h,
                         redshift=float(header["Redshift"]), to_mpc_h=to_mpc_h,
                         length_unit_source=source, cosmology=cosmology, header=header)
 
@@ -289,28 +292,48 @@ def read_snapshot(path, part_type=1, *, length_unit=None, load_velocities=False,
     Coordinates, counts that disagree, no masses) raise InputError naming the file.
     """
     info = snapshot_info(path, length_unit)
-    n = int(info.n_total[part_type])
-    if n == 0:
+    chunks = list(iter_chunks(info, part_type, load_velocities=load_velocities, load_ids=load_ids))
+    return Snapshot(box_size=info.box_size, redshift=info.redshift, header=info.header, info=info,
+                    **{name: _joined(chunks, name) for name in ("positions", "masses", "velocities", "ids")})
+
+
+def _joined(chunks, name):
+    """Field ``name`` of all chunks concatenated, or None where it was not loaded."""
+    parts = [getattr(chunk, name) for chunk in chunks]
+    return None if parts[0] is None else np.concatenate(parts)
+
+
+@dataclass(frozen=True)
+class Particles:
+    """One chunk's particles of one type, converted like :class:`Snapshot`'s fields."""
+
+    positions: np.ndarray
+    masses: np.ndarray
+    velocities: np.ndarray | None = None
+    ids: np.ndarray | None = None
+
+
+def iter_chunks(info, part_type=1, *, load_velocities=False, load_ids=False):
+    """Yield :class:`Particles` chunk by chunk (skipping chunks without that type), so that a
+    snapshot larger than memory can be painted piecewise. ``info`` from :func:`snapshot_info`."""
+    if info.n_total[part_type] == 0:
         raise InputError(info.files[0], f"has no particles of type {part_type}")
     wanted = ["Coordinates"] + ["Velocities"] * load_velocities + ["ParticleIDs"] * load_ids
-    parts = [_read_chunk(p, part_type, wanted) for p in info.files]
-    data = {name: np.concatenate([c[name] for c in parts if c]) for name in wanted + ["Masses"]}
-    a = 1 / (1 + info.redshift)
-    return Snapshot(
-        positions=wrap(data["Coordinates"].astype(np.float64) * info.to_mpc_h, info.box_size),
-        masses=data["Masses"], box_size=info.box_size, redshift=info.redshift,
-        header=info.header, info=info,
-        velocities=data["Velocities"] * np.sqrt(a) if load_velocities else None,
-        ids=data["ParticleIDs"] if load_ids else None)
+    sqrt_a = np.sqrt(1 / (1 + info.redshift))
+    for path, n in zip(info.files, info.n_per_file[:, part_type]):
+        if n:
+            data = _read_chunk(path, part_type, int(n), wanted)
+            yield Particles(
+                positions=wrap(data["Coordinates"].astype(np.float64) * info.to_mpc_h, info.box_size),
+                masses=data["Masses"],
+                velocities=data["Velocities"] * sqrt_a if load_velocities else None,
+                ids=data["ParticleIDs"] if load_ids else None)
 
 
-def _read_chunk(path, part_type, wanted):
-    """Datasets ``wanted`` plus masses (float64) of one type from one chunk; {} if it has none."""
+def _read_chunk(path, part_type, n, wanted):
+    """Datasets ``wanted`` plus masses (float64) of the n particles of one type in one chunk."""
     with open_h5(path) as f:
         header = _header(f, path).attrs
-        n = int(np.asarray(header["NumPart_ThisFile"])[part_type])
-        if n == 0:
-            return {}
         group_name = f"PartType{part_type}"
         for name in wanted:
             if group_name not in f or name not in f[group_name]:
