@@ -256,13 +256,17 @@ def _transfer_no_wiggle(cosmo, k_mpc):
 
 
 def transfer_eh98(cosmo, k, wiggles=True):
-    """Eisenstein & Hu 1998 matter transfer function T(k), T -> 1 as k -> 0; k in h/Mpc (> 0).
+    """Eisenstein & Hu 1998 matter transfer function T(k); k in h/Mpc (>= 0), T(0) = 1 exactly
+    (so that a whole FFT grid, DC mode included, can be passed).
 
     ``wiggles=True``: full fit with baryon acoustic oscillations (eqs. 16-24);
     ``False``: the no-wiggle form (eqs. 26-31).
     """
     k_mpc = np.asarray(k, dtype=float) * cosmo.h
-    return _transfer_bao(cosmo, k_mpc) if wiggles else _transfer_no_wiggle(cosmo, k_mpc)
+    positive = k_mpc > 0
+    k_safe = np.where(positive, k_mpc, 1.0)
+    T = _transfer_bao(cosmo, k_safe) if wiggles else _transfer_no_wiggle(cosmo, k_safe)
+    return np.where(positive, T, 1.0)
 
 
 # ---------------------------------------------------------------- normalised linear power
@@ -294,8 +298,8 @@ def _amplitude(cosmo, wiggles):
 
 
 def linear_power(cosmo, k, z=0.0, wiggles=True):
-    """Linear matter power P(k, z) = A k^n_s T_EH98^2(k) D1^2(z) [(Mpc/h)^3], k in h/Mpc,
-    normalised so that the top-hat rms at R = 8 Mpc/h and z = 0 is sigma8 (each variant separately)."""
+    """Linear matter power P(k, z) = A k^n_s T_EH98^2(k) D1^2(z) [(Mpc/h)^3], k in h/Mpc
+    (P(0) = 0), normalised so that the top-hat rms at R = 8 Mpc/h and z = 0 is sigma8 (each variant separately)."""
     k = np.asarray(k, dtype=float)
     growth = D1(cosmo, 1 / (1 + np.asarray(z, dtype=float)))
     return _amplitude(cosmo, wiggles) * k ** cosmo.n_s * transfer_eh98(cosmo, k, wiggles) ** 2 * growth ** 2

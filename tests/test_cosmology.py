@@ -1,5 +1,6 @@
 """sims.cosmology against the published/checked values of REFERENCE.md and analytic limits."""
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -40,6 +41,15 @@ def test_eh98_intermediate_scales():
 def test_transfer_tends_to_one_on_large_scales():
     for wiggles in (True, False):
         assert abs(cm.transfer_eh98(P18, 1e-6, wiggles) - 1) < 1e-5
+
+
+def test_zero_wavenumber_is_finite_without_warnings():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        k = np.array([0.0, 0.1])
+        for wiggles in (True, False):
+            np.testing.assert_array_equal(cm.transfer_eh98(P18, k, wiggles)[0], 1.0)
+            assert cm.linear_power(P18, k, wiggles=wiggles)[0] == 0.0
 
 
 def test_linear_growth_matches_reference_table():
