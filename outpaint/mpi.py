@@ -1,0 +1,89 @@
+"""Slab decomposition and halo exchange of the outpainting plan with mpi4py.
+
+Each rank holds local arrays of its block rows along x plus ``halo`` layers on each side
+(:meth:`outpaint.plan.Plan.local_extent`), whole y-z planes: memory per rank is its slab plus
+halos, never the whole box. After a phase, :func:`exchange_halos` sends each x-neighbour only the
+voxels of the colours it will read next (:func:`outpaint.plan.exchange_colours`) with two
+point-to-point ``Sendrecv`` calls. mpi4py is imported inside the functions, so importing this
+module neither initialises MPI nor requires it.
+"""
+import numpy as np
+
+from outpaint.plan import colour_of
+
+TAG_LEFTWARD, TAG_RIGHTWARD = 11, 12
+
+
+def world():
+    """``MPI.COMM_WORLD`` (a one-rank world when not started by mpiexec)."""
+    from mpi4py import MPI
+    return MPI.COMM_WORLD
+
+
+def local_rank(comm):
+    """Rank of this process among the ranks of its node (shared-memory split of ``comm``)."""
+    from mpi4py import MPI
+    node = comm.Split_type(MPI.COMM_TYPE_SHARED)
+    try:
+        return node.Get_rank()
+    finally:
+        node.Free()
+
+
+def device_for_rank(comm):
+    """torch device of this rank: CUDA GPU ``local_rank % device_count`` when CUDA is available
+    (one rank per GPU), else the CPU."""
+    import torch
+    if torch.cuda.is_available():
+        return torch.device("cuda", local_rank(comm) % torch.cuda.device_count())
+    return torch.device("cpu")
+
+
+def read_rows(dset, start, stop):
+    """Rows ``[start, stop)`` along axis 0 of an (n, n, n) dataset or array, indices wrapped modulo
+    n, read in contiguous pieces (h5py reads only those rows), as float32 (stop - start, n, n)."""
+    n = dset.shape[0]
+    pieces, x = [], start
+    while x < stop:
+        lo = x % n
+        hi = min(n, lo + stop - x)
+        pieces.append(np.asarray(dset[lo:hi], dtype=np.float32))
+        x += hi - lo
+    return np.concatenate(pieces, axis=0)
+
+
+def layer_mask(plan, x_start, colours):
+    """bool (halo, n, n): voxels of the ``halo`` x-layers starting at global ``x_start`` whose
+    block colour is in ``colours``."""
+    b = np.arange(plan.n) // plan.core
+    bx = ((np.arange(x_start, x_start + plan.halo) % plan.n) // plan.core)
+    colour = colour_of(bx[:, None, None], b[None, :, None], b[None, None, :])
+    return np.isin(colour, sorted(colours))
+
+
+def exchange_halos(comm, plan, field, colours):
+    """Fill the x-halo layers of the local array ``field`` (from :meth:`Plan.local_extent`) with
+    the neighbours' voxels of ``colours``, in place; a no-op when ``colours`` is empty.
+
+    Leftward pass: send my lowest ``halo`` layers to the left neighbour, receive the right
+    neighbour's into my right halo; then the rightward pass. Both sides build the same masks from
+    global coordinates, so only the masked voxels travel. Ranks without rows take no part.
+    Returns the bytes this rank sent.
+    """
+    rank = comm.Get_rank()
+    if not colours or not len(plan.rows_of(rank)):
+        return 0
+    x0, x1 = plan.local_extent(rank)
+    h = plan.halo
+    left, right = plan.neighbours(rank)
+    send_left, send_right = plan.send_layers(rank)
+    passes = [(send_left, left, x1 - h, right, TAG_LEFTWARD), (send_right, right, x0, left, TAG_RIGHTWARD)]
+    sent = 0
+    for send_x, dest, recv_x, source, tag in passes:
+        send_mask, recv_mask = layer_mask(plan, send_x, colours), layer_mask(plan, recv_x, colours)
+        outgoing = np.ascontiguousarray(field[send_x - x0:send_x - x0 + h][send_mask])
+        incoming = np.empty(int(recv_mask.sum()), dtype=field.dtype)
+        comm.Sendrecv(outgoing, dest=dest, sendtag=tag, recvbuf=incoming, source=source, recvtag=tag)
+        field[recv_x - x0:recv_x - x0 + h][recv_mask] = incoming
+        sent += outgoing.nbytes
+    return sent

@@ -1,0 +1,303 @@
+"""Outpaint a large LR box into an HR box: the 8-phase schedule over MPI ranks, resumable.
+
+:func:`upsample_box` is what ``emulator upsample`` runs when the LR box is larger than one tile.
+Every rank calls it with the same arguments (``mpiexec -n R emulator upsample ...``). Each rank
+reads its slab of the LR box, generates the tiles of its block rows phase by phase in batches
+through one generator call (``emulator.generate.generate_tiles`` by default), keeps only the
+cores, exchanges halo layers with its x-neighbours (outpaint.mpi) and records progress after every
+batch (outpaint.writer). Rank 0 writes the output once every row is complete.
+
+Determinism: a tile's inputs are its LR crop, the known voxels of earlier phases (zero elsewhere),
+the phase's mask and ``tile_seed(seed, tile index)``; none depends on the rank count, the batch or
+an interruption, so the field is the same for any number of ranks and after ``--resume``.
+"""
+import functools
+import os
+from dataclasses import dataclass
+
+import numpy as np
+from tqdm import tqdm
+
+from emulator.masks import PHASES, known_mask
+from outpaint.mpi import device_for_rank, exchange_halos, read_rows, world
+from outpaint.plan import Plan, exchange_colours, tile_seed
+from outpaint.writer import RunState, state_path, write_output
+from sims.errors import InputError
+from sims.h5io import FieldSpec, open_h5
+
+LR_DATASET = "lr"
+SPACING_RTOL = 1e-5
+"""Relative tolerance when matching the LR grid spacing to the model's [Mpc/h]."""
+DELTA_MIN = -1.0 - 1e-5
+"""Lowest overdensity accepted in the LR box (delta = rho / mean - 1 >= -1, float32 slack)."""
+
+
+@dataclass(frozen=True)
+class LRSource:
+    """The LR box to upsample: ``spec`` FILE:DATASET, its grid ``n_file``, the output (HR) grid
+    ``n``, ``box_size`` [Mpc/h] and the file's attributes."""
+
+    spec: FieldSpec
+    n_file: int
+    n: int
+    box_size: float
+    attrs: dict
+
+
+def hr_grid(source, n_file, box_size, model):
+    """Voxels per side of the output for an LR box of ``n_file`` voxels and side ``box_size``.
+
+    ``n_file`` when the LR grid spacing equals the model's HR training spacing (LR painted on the
+    HR grid); ``box_size / spacing`` when it equals the model's LR spacing (resampled on reading);
+    any other spacing is an InputError naming ``source``. Without a model: ``n_file``.
+    """
+    if model is None:
+        return n_file
+    spacing = box_size / n_file
+    if np.isclose(spacing, model.spacing, rtol=SPACING_RTOL, atol=0):
+        return n_file
+    n = box_size / model.spacing
+    if np.isclose(spacing, model.lr_spacing, rtol=SPACING_RTOL, atol=0) and np.isclose(n, round(n)):
+        return int(round(n))
+    raise InputError(source, f"grid spacing {spacing:.6g} Mpc/h ({box_size:g} Mpc/h on {n_file}^3) "
+                     f"matches neither the model's HR spacing {model.spacing:.6g} Mpc/h nor its LR "
+                     f"spacing {model.lr_spacing:.6g} Mpc/h")
+
+
+def open_lr(lr_spec, model):
+    """Validate the LR box's metadata (present, cubic 3D, ``box_size``, grid spacing) without
+    reading the field; same answer on every rank."""
+    spec = FieldSpec.parse(os.fspath(lr_spec), LR_DATASET)
+    with open_h5(spec.path) as f:
+        if spec.dataset not in f:
+            raise InputError(spec.path, f"has no dataset '{spec.dataset}' (found: {', '.join(f.keys())})")
+        dset = f[spec.dataset]
+        shape = dset.shape
+        attrs = {**dict(f.attrs), **dict(dset.attrs)}
+    if len(shape) != 3 or len(set(shape)) != 1:
+        raise InputError(str(spec), f"LR box must be cubic 3D, got shape {shape}")
+    if "box_size" not in attrs:
+        raise InputError(str(spec), "missing attribute 'box_size' [Mpc/h]")
+    box_size = float(attrs["box_size"])
+    return LRSource(spec, shape[0], hr_grid(str(spec), shape[0], box_size, model), box_size, attrs)
+
+
+def read_local_lr(source, plan, rank):
+    """This rank's LR slab on the output grid (float32, rows plus halos, see Plan.local_extent).
+
+    On the HR grid the rows are read directly. On the model's LR grid the whole box is read and
+    Fourier-resampled (sims.mesh.resample, clipped at delta = -1 as in training), which costs
+    n^3 transient memory per rank: for very large boxes paint the LR on the HR grid instead.
+    """
+    if not len(plan.rows_of(rank)):
+        return np.zeros((0, plan.n, plan.n), dtype=np.float32)
+    x0, x1 = plan.local_extent(rank)
+    with open_h5(source.spec.path) as f:
+        dset = f[source.spec.dataset]
+        if source.n_file == plan.n:
+            return read_rows(dset, x0, x1)
+        from sims.mesh import resample
+        full = np.maximum(resample(np.asarray(dset[...], dtype=np.float32), plan.n), -1.0)
+    return read_rows(full, x0, x1)
+
+
+def check_lr_values(comm, source, lr):
+    """InputError on every rank when any rank's slab holds NaN/Inf or values below delta = -1."""
+    bad = comm.allreduce(int(np.count_nonzero(~np.isfinite(lr))))
+    if bad:
+        raise InputError(str(source.spec), f"contains {bad} NaN/Inf values")
+    low = comm.allreduce(int(np.count_nonzero(lr < DELTA_MIN)))
+    if low:
+        raise InputError(str(source.spec), f"must be an overdensity (delta >= -1); {low} values are below -1")
+
+
+def output_action(out_path, resume, force):
+    """What to do about the output and its state: "fresh", "resume" or "done" (nothing left);
+    InputError when the output or an interrupted run's state exists and neither flag says what
+    to do. No side effects: every rank asks before rank 0 touches anything."""
+    partial = state_path(out_path)
+    if force:
+        return "fresh"
+    if os.path.exists(out_path):
+        if resume:
+            return "done"
+        raise InputError(out_path, "already exists; use --force to overwrite it")
+    if os.path.isdir(partial):
+        if resume:
+            return "resume"
+        raise InputError(partial, "holds an interrupted run; use --resume to finish it or --force "
+                         "to start over")
+    return "fresh"
+
+
+def crop(plan, local, x0, block):
+    """Tile of ``block`` cut from a local slab array starting at global x ``x0`` (wraps in y, z)."""
+    xs = block[0] * plan.core - plan.halo - x0 + np.arange(plan.tile)
+    return local[np.ix_(xs, plan.tile_axis(block[1]), plan.tile_axis(block[2]))]
+
+
+def tile_inputs(plan, lr, field, x0, blocks, phase, seed):
+    """Generator inputs of a batch: lr (B, t, t, t), known (zero outside the mask), mask (B, t, t, t)
+    bool, seeds (B,) keyed by (seed, global tile index) only."""
+    mask = known_mask(plan.tile, plan.core, phase)
+    lr_tiles = np.stack([crop(plan, lr, x0, b) for b in blocks])
+    known = np.stack([np.where(mask, crop(plan, field, x0, b), np.float32(0)) for b in blocks])
+    seeds = [tile_seed(seed, i) for i in plan.tile_index(blocks)]
+    return lr_tiles, known, np.broadcast_to(mask, known.shape).copy(), seeds
+
+
+def keep_cores(plan, field, rows, x0, blocks, tiles):
+    """Write the cores of generated ``tiles`` (B, t, t, t) into the local ``field`` and the row
+    memory maps ``rows`` {bx: array}; the halos of the tiles are discarded."""
+    h, c = plan.halo, plan.core
+    for b, tile in zip(blocks, tiles):
+        core = tile[h:h + c, h:h + c, h:h + c]
+        ys, zs = slice(b[1] * c, (b[1] + 1) * c), slice(b[2] * c, (b[2] + 1) * c)
+        field[b[0] * c - x0:(b[0] + 1) * c - x0, ys, zs] = core
+        rows[b[0]][:, ys, zs] = core
+
+
+def record_batch(plan, state, rows, blocks):
+    """Flush the touched rows' cores, then record each row's completed count."""
+    positions = plan.row_position(blocks)
+    for bx in np.unique(blocks[:, 0]):
+        rows[bx].flush()
+        state.record(bx, positions[blocks[:, 0] == bx].max() + 1)
+
+
+def generate_batch(generator, plan, lr, field, x0, blocks, phase, seed):
+    """Run the generator on one batch; checks the shape and finiteness of what comes back."""
+    lr_tiles, known, mask, seeds = tile_inputs(plan, lr, field, x0, blocks, phase, seed)
+    tiles = np.asarray(generator(lr_tiles, known, mask, seeds), dtype=np.float32)
+    if tiles.shape != lr_tiles.shape or not np.all(np.isfinite(tiles)):
+        raise RuntimeError(f"generator returned shape {tiles.shape} (expected {lr_tiles.shape}) "
+                           "or non-finite values")
+    return tiles
+
+
+def pending(plan, state, phase, rows):
+    """Blocks of ``phase`` in ``rows`` not yet complete according to the state."""
+    blocks = plan.blocks_in_phase(phase, rows)
+    done = np.array([state.done(bx) for bx in blocks[:, 0]], dtype=np.int64).reshape(-1)
+    return blocks[plan.row_position(blocks) >= done]
+
+
+def run_phases(comm, plan, state, lr, generator, seed, batch_size):
+    """Generate every pending tile of this rank, phase by phase; exchange halos after each phase;
+    rank 0 records completed phases and shows a tqdm bar (phase, tiles done, ETA)."""
+    rank = comm.Get_rank()
+    own = plan.rows_of(rank)
+    x0 = plan.local_extent(rank)[0] if len(own) else 0
+    rows = {bx: state.row(bx) for bx in own}
+    field = np.zeros_like(lr)
+    for bx, row in rows.items():
+        field[bx * plan.core - x0:(bx + 1) * plan.core - x0] = row
+    exchanges = exchange_colours(plan.tile, plan.core)
+    initial = comm.allreduce(sum(state.done(bx) for bx in own))
+    with tqdm(total=plan.n_tiles, initial=initial, unit="tile", disable=rank != 0) as bar:
+        for phase in range(PHASES):
+            bar.set_description(f"phase {phase + 1}/{PHASES}")
+            todo = pending(plan, state, phase, own)
+            for start in range(0, len(todo), batch_size):
+                blocks = todo[start:start + batch_size]
+                tiles = generate_batch(generator, plan, lr, field, x0, blocks, phase, seed)
+                keep_cores(plan, field, rows, x0, blocks, tiles)
+                record_batch(plan, state, rows, blocks)
+                bar.update(len(blocks))
+            exchange_halos(comm, plan, field, exchanges[phase])
+            bar.n = comm.allreduce(sum(state.done(bx) for bx in own))
+            bar.refresh()
+            if rank == 0:
+                state.record_phase(phase)
+
+
+def default_generator(model, sampler, steps, batch_size, options=None):
+    """``emulator.generate.generate_tiles`` bound to the loaded model, the sampler settings and
+    any further keywords of generate_tiles in ``options`` (clip, lr_consistency, bf16, ...)."""
+    from emulator.generate import generate_tiles
+    return functools.partial(generate_tiles, model, sampler=sampler, steps=steps, batch_size=batch_size,
+                             **(options or {}))
+
+
+def check_model_tile(model, tile, core):
+    """The model's trained tile and core, or InputError when ``tile``/``core`` differ from them
+    (the network only knows the masks of its own tile and core)."""
+    if model is None:
+        return tile, core
+    tile = model.tile if tile is None else tile
+    core = model.core if core is None else core
+    if (tile, core) != (model.tile, model.core):
+        raise InputError("--tile", f"the model was trained on tile {model.tile} and core "
+                         f"{model.core}; got tile {tile} and core {core}")
+    return tile, core
+
+
+def upsample_box(model_path, lr_spec, out_path, *, tile=None, core=None, sampler="dpmpp-2m", steps=20,
+                 seed=0, batch_size=8, resume=False, force=False, comm=None, generator=None,
+                 generate_options=None):
+    """Outpaint the LR box ``lr_spec`` (FILE[:DATASET], default dataset ``lr``) into dataset
+    ``sr`` of ``out_path`` with the model ``model_path``; collective over ``comm`` (default
+    COMM_WORLD). Returns ``out_path``.
+
+    tile, core [voxels]: default the model's. sampler, steps: passed to generate_tiles.
+    seed: global seed; tile i draws its noise from ``tile_seed(seed, i)``. batch_size: tiles per
+    generator call (and per progress record). resume: finish an interrupted run from
+    ``out_path + '.partial'``. force: overwrite an existing output or state.
+    generator: ``f(lr, known, mask, seeds) -> (B, t, t, t)`` replacing generate_tiles (then
+    ``model_path`` may be None: no checks against a model; tile and core are required).
+    generate_options: further keywords of generate_tiles (e.g. ``{"clip": True}``); JSON values.
+    """
+    comm = world() if comm is None else comm
+    rank, out_path = comm.Get_rank(), os.fspath(out_path)
+    if batch_size < 1:
+        raise InputError("--batch-size", f"must be a positive integer, got {batch_size}")
+    model = None
+    if model_path is not None:
+        from emulator.checkpoint import load_model
+        model = load_model(model_path, device=device_for_rank(comm))
+    elif generator is None:
+        raise InputError("--model", "a model checkpoint is required")
+    tile, core = check_model_tile(model, tile, core)
+    source = open_lr(lr_spec, model)
+    plan = Plan(source.n, tile, core, comm.Get_size())
+    action = output_action(out_path, resume, force)
+    if action == "done":
+        return out_path
+    lr = read_local_lr(source, plan, rank)
+    check_lr_values(comm, source, lr)
+    model_name = os.path.abspath(model_path) if model_path is not None else _name(generator)
+    settings = {"n": plan.n, "tile": tile, "core": core, "seed": int(seed), "sampler": sampler,
+                "steps": int(steps), "model": model_name, "box_size": source.box_size,
+                "lr": f"{os.path.abspath(source.spec.path)}:{source.spec.dataset}",
+                "generate_options": dict(generate_options or {})}
+    state = _prepare_state(comm, out_path, plan, settings, action)
+    generator = generator or default_generator(model, sampler, steps, batch_size, generate_options)
+    run_phases(comm, plan, state, lr, generator, seed, batch_size)
+    comm.Barrier()
+    if rank == 0:
+        attrs = {k: source.attrs[k] for k in ("redshift", "cosmology") if k in source.attrs}
+        write_output(out_path, state, box_size=source.box_size, model=model_name, sampler=sampler,
+                     steps=int(steps), seed=int(seed), tile=tile, core=core, phases=PHASES,
+                     ranks=comm.Get_size(), **attrs)
+        state.remove()
+    comm.Barrier()
+    return out_path
+
+
+def _prepare_state(comm, out_path, plan, settings, action):
+    """Rank 0 creates (fresh, removing a stale output) or every rank opens (resume) the state."""
+    directory = state_path(out_path)
+    if action == "resume":
+        return RunState.open(directory, plan, settings)
+    if comm.Get_rank() == 0:
+        if os.path.exists(out_path):
+            os.remove(out_path)
+        RunState.create(directory, plan, settings)
+    comm.Barrier()
+    return RunState(directory, plan)
+
+
+def _name(generator):
+    """A readable name of a custom generator for the ``model`` attribute."""
+    target = getattr(generator, "func", generator)
+    return f"{getattr(target, '__module__', '?')}.{getattr(target, '__qualname__', type(target).__name__)}"

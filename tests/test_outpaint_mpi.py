@@ -1,0 +1,253 @@
+"""Outpainting driver: real ``mpiexec -n 2`` runs against one-rank runs, kill and resume, known
+context, halo exchange, bad input. Tiles come from the deterministic stand-in generator of
+tests/outpaint_job.py, and once from a tiny untrained U-Net through emulator.generate."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from emulator.masks import PHASES, known_mask
+from outpaint.mpi import exchange_halos, layer_mask, world
+from outpaint.plan import Plan, exchange_colours, tile_seed
+from outpaint.run import upsample_box
+from outpaint.writer import state_path
+from outpaint_job import Crash, instrumented, stand_in
+from sims.errors import InputError
+
+pytestmark = pytest.mark.mpi
+
+MPIEXEC = Path(sys.executable).parent / "mpiexec"
+JOB = Path(__file__).with_name("outpaint_job.py")
+N, TILE, CORE, SEED, BATCH = 32, 16, 8, 1, 3
+
+
+def mpirun(ranks, *args):
+    """Run tests/outpaint_job.py on ``ranks`` MPI ranks; returns the CompletedProcess."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [str(MPIEXEC), "-n", str(ranks), sys.executable, "-m", "mpi4py", str(JOB), *map(str, args)]
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+
+
+def write_lr(path, field, box_size, dataset="lr"):
+    with h5py.File(path, "w") as f:
+        f[dataset] = field
+        f.attrs.update(box_size=box_size, redshift=0.5, cosmology=json.dumps({"h": 0.6766}))
+    return path
+
+
+def lognormal(n, seed):
+    """A float32 overdensity field (>= -1) of n^3 voxels."""
+    rho = np.exp(0.5 * np.random.default_rng(seed).standard_normal((n,) * 3))
+    return (rho / rho.mean() - 1).astype(np.float32)
+
+
+def read_sr(path):
+    with h5py.File(path, "r") as f:
+        return f["sr"][...], dict(f.attrs)
+
+
+def logged_seeds(directory):
+    seeds = []
+    for p in Path(directory).glob("rank*.txt"):
+        seeds += [int(s) for s in p.read_text().split()]
+    return seeds
+
+
+def run_in_process(lr, out, generator=stand_in, **kw):
+    opts = dict(tile=TILE, core=CORE, seed=SEED, batch_size=BATCH, steps=2, generator=generator)
+    return upsample_box(None, lr, out, **{**opts, **kw})
+
+
+@pytest.fixture(scope="module")
+def lr_file(tmp_path_factory):
+    return write_lr(tmp_path_factory.mktemp("lr") / "lr.h5", lognormal(N, 0), float(N))
+
+
+@pytest.fixture(scope="module")
+def reference(lr_file, tmp_path_factory):
+    """An uninterrupted one-rank run (in this process) with the instrumented stand-in."""
+    out = tmp_path_factory.mktemp("ref") / "sr.h5"
+    run_in_process(lr_file, out, generator=instrumented(stand_in, TILE, CORE))
+    return read_sr(out)[0]
+
+
+ALL_SEEDS = {tile_seed(SEED, i) for i in range((N // CORE) ** 3)}
+
+
+def test_two_ranks_equal_one_rank_and_generate_every_tile_once(lr_file, reference, tmp_path):
+    out = tmp_path / "sr.h5"
+    proc = mpirun(2, "--lr", lr_file, "--out", out, "--log", tmp_path, "--seed", SEED)
+    assert proc.returncode == 0, proc.stderr
+    sr, attrs = read_sr(out)
+    np.testing.assert_allclose(sr, reference, rtol=1e-6, atol=1e-7)
+    seeds = logged_seeds(tmp_path)
+    assert len(seeds) == len(ALL_SEEDS) and set(seeds) == ALL_SEEDS
+    assert attrs["ranks"] == 2 and attrs["phases"] == 8 and attrs["tile"] == TILE and attrs["core"] == CORE
+    assert attrs["box_size"] == N and attrs["redshift"] == 0.5 and json.loads(attrs["cosmology"])["h"] == 0.6766
+    assert attrs["seed"] == SEED and attrs["sampler"] and attrs["steps"] == 2 and "outpaint_job" in attrs["model"]
+    assert "created_by" in attrs and not os.path.exists(state_path(out))
+
+
+def test_kill_then_resume_equals_uninterrupted_without_regenerating(lr_file, reference, tmp_path):
+    out, log1, log2 = tmp_path / "sr.h5", tmp_path / "run1", tmp_path / "run2"
+    log1.mkdir(), log2.mkdir()
+    crashed = mpirun(2, "--lr", lr_file, "--out", out, "--log", log1, "--crash-phase", 5, "--crash-call", 2)
+    assert crashed.returncode != 0 and "imitated kill" in crashed.stderr
+    assert not out.exists() and not Path(f"{out}.tmp").exists()
+    run = json.loads((Path(state_path(out)) / "run.json").read_text())
+    assert run["phases_done"] == [0, 1, 2, 3, 4]
+    first = logged_seeds(log1)
+    # per rank: phases 0-4 with 4 tiles each, then the first batch (3 tiles) of phase 5
+    assert len(first) == 2 * (5 * 4 + 3)
+    resumed = mpirun(2, "--lr", lr_file, "--out", out, "--log", log2, "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    second = logged_seeds(log2)
+    assert not set(first) & set(second) and len(first) + len(second) == len(ALL_SEEDS)
+    np.testing.assert_allclose(read_sr(out)[0], reference, rtol=1e-6, atol=1e-7)
+    assert not os.path.exists(state_path(out))
+
+
+def test_crash_mid_phase_then_resume_on_other_rank_count(lr_file, reference, tmp_path):
+    """Killed in this process (one rank) at the first batch of phase 2, finished by mpiexec -n 2."""
+    out, log = tmp_path / "sr.h5", tmp_path / "log"
+    log.mkdir()
+    with pytest.raises(Crash):
+        run_in_process(lr_file, out, generator=instrumented(stand_in, TILE, CORE, log, crash_phase=2))
+    assert not out.exists()
+    done_before = len(logged_seeds(log))
+    assert done_before == 2 * 8                                      # phases 0 and 1
+    resumed = mpirun(2, "--lr", lr_file, "--out", out, "--log", log, "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    seeds = logged_seeds(log)
+    assert len(seeds) == len(ALL_SEEDS) and set(seeds) == ALL_SEEDS
+    np.testing.assert_allclose(read_sr(out)[0], reference, rtol=1e-6, atol=1e-7)
+
+
+def test_known_context_is_never_overwritten_and_only_cores_are_kept(lr_file, tmp_path):
+    plan, calls = Plan(N, TILE, CORE), []
+
+    def recording(lr, known, mask, seeds):
+        out = stand_in(lr, known, mask, seeds)
+        calls.append((list(seeds), known.copy(), mask.copy(), out))
+        return out
+
+    out = tmp_path / "sr.h5"
+    run_in_process(lr_file, out, generator=recording)
+    sr = read_sr(out)[0]
+    index_of = {tile_seed(SEED, i): i for i in range(plan.n_tiles)}
+    h, c = plan.halo, plan.core
+    seen = 0
+    for seeds, known, mask, tiles in calls:
+        for s, k, m, t in zip(seeds, known, mask, tiles):
+            block = np.unravel_index(index_of[s], (plan.blocks,) * 3)
+            region = sr[np.ix_(*(plan.tile_axis(b) for b in block))]
+            assert any(np.array_equal(m, known_mask(TILE, CORE, p)) for p in range(PHASES))
+            np.testing.assert_array_equal(region[m], k[m])             # context kept as given
+            np.testing.assert_array_equal(region[h:h + c, h:h + c, h:h + c], t[h:h + c, h:h + c, h:h + c])
+            assert not np.array_equal(region[m], t[m]) or not m.any()  # the stand-in's halo was dropped
+            seen += 1
+    assert seen == plan.n_tiles
+
+
+def test_exchange_sends_exactly_the_planned_colours():
+    """One rank: its neighbours are itself, so after the phase-3 exchange its halos must hold the
+    wrapped box exactly where the colour is in {0, 1, 2, 3} and be untouched elsewhere."""
+    plan = Plan(N, TILE, CORE, 1)
+    box = lognormal(N, 3)
+    x0, x1 = plan.local_extent(0)
+    local = np.full((x1 - x0, N, N), np.nan, dtype=np.float32)
+    local[plan.halo:-plan.halo] = box
+    colours = exchange_colours(TILE, CORE)[3]
+    sent = exchange_halos(world(), plan, local, colours)
+    assert sent == plan.halo_bytes(3)[0]
+    for start in (x0, x1 - plan.halo):
+        mask = layer_mask(plan, start, colours)
+        assert mask.sum() == plan.layer_voxels(start, colours)
+        layer = local[start - x0:start - x0 + plan.halo]
+        np.testing.assert_array_equal(layer[mask], box[np.arange(start, start + plan.halo) % N][mask])
+        assert np.isnan(layer[~mask]).all()
+
+
+def test_bad_inputs_are_input_errors_and_leave_no_output(lr_file, tmp_path):
+    out = tmp_path / "sr.h5"
+    cases = [
+        (write_lr(tmp_path / "flat.h5", np.zeros((32, 32, 16), np.float32), 32.0), "cubic"),
+        (write_lr(tmp_path / "nan.h5", np.where(lognormal(N, 1) > 2, np.nan, 0).astype(np.float32), 32.0), "NaN"),
+        (write_lr(tmp_path / "neg.h5", np.full((N,) * 3, -2, np.float32), 32.0), "overdensity"),
+        (write_lr(tmp_path / "odd.h5", lognormal(40, 1), 40.0), "multiple of 2\\*core"),
+        (tmp_path / "missing.h5", "does not exist"),
+    ]
+    for lr, message in cases:
+        with pytest.raises(InputError, match=message):
+            run_in_process(lr, out)
+        assert not out.exists() and not os.path.exists(state_path(out))
+    out.write_bytes(b"old")
+    with pytest.raises(InputError, match="already exists") as err:
+        run_in_process(lr_file, out)
+    assert err.value.source == str(out)
+
+
+def test_interrupted_state_needs_resume_or_force_and_the_same_settings(lr_file, reference, tmp_path):
+    out = tmp_path / "sr.h5"
+    with pytest.raises(Crash):
+        run_in_process(lr_file, out, generator=instrumented(stand_in, TILE, CORE, crash_phase=1))
+    with pytest.raises(InputError, match="interrupted run"):
+        run_in_process(lr_file, out, generator=instrumented(stand_in, TILE, CORE))
+    with pytest.raises(InputError, match="other settings.*seed"):
+        run_in_process(lr_file, out, generator=instrumented(stand_in, TILE, CORE), resume=True, seed=2)
+    run_in_process(lr_file, out, generator=instrumented(stand_in, TILE, CORE), force=True)
+    np.testing.assert_allclose(read_sr(out)[0], reference, rtol=1e-6, atol=1e-7)
+
+
+# --- a real (tiny, untrained) model through emulator.generate.generate_tiles -----------------
+
+SPACING = 2.0                                                        # HR grid spacing [Mpc/h]
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    """Inference checkpoint of an untrained 'tiny' U-Net for tile 16, core 8, HR spacing 2 and LR
+    spacing 4 Mpc/h (normalisation scale small so that untrained outputs stay finite)."""
+    import torch
+
+    from emulator import checkpoint
+    from emulator.config import TrainConfig
+    from emulator.normalization import Normalization
+    torch.manual_seed(0)
+    config = TrainConfig(preset="tiny", tile=TILE, core=CORE)
+    meta = checkpoint.ModelMeta(config=config, spacing=SPACING, lr_spacing=2 * SPACING,
+                                normalization=Normalization(shift=0.0, scale=0.02))
+    path = tmp_path_factory.mktemp("model") / "tiny.pt"
+    checkpoint.save_inference_model(path, meta, checkpoint.build_net(config))
+    return path
+
+
+def test_tiny_model_two_ranks_equal_one_rank(tiny_model, tmp_path):
+    lr = write_lr(tmp_path / "lr.h5", lognormal(16, 5), 16 * SPACING)   # 2 blocks per axis: 8 tiles
+    one, two = tmp_path / "one.h5", tmp_path / "two.h5"
+    upsample_box(tiny_model, lr, one, steps=2, seed=SEED, batch_size=4)
+    proc = mpirun(2, "--lr", lr, "--out", two, "--model", tiny_model, "--steps", 2, "--batch", 4)
+    assert proc.returncode == 0, proc.stderr
+    (a, attrs), (b, _) = read_sr(one), read_sr(two)
+    assert np.isfinite(a).all() and a.shape == (16,) * 3 and a.std() > 0
+    np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5)
+    assert attrs["model"] == os.path.abspath(tiny_model) and attrs["sampler"] == "dpmpp-2m"
+
+
+def test_model_grid_spacing_and_tile_are_checked(tiny_model, tmp_path):
+    out = tmp_path / "sr.h5"
+    bad = write_lr(tmp_path / "bad.h5", lognormal(16, 5), 16 * 1.5 * SPACING)
+    with pytest.raises(InputError, match="spacing") as err:
+        upsample_box(tiny_model, bad, out, steps=1)
+    assert "bad.h5" in err.value.source
+    with pytest.raises(InputError, match="trained on tile 16"):
+        upsample_box(tiny_model, bad, out, tile=20, core=8, steps=1)
+    coarse = write_lr(tmp_path / "coarse.h5", lognormal(8, 5), 8 * 2 * SPACING)  # the model's LR grid
+    upsample_box(tiny_model, coarse, out, steps=1, batch_size=8)
+    sr, attrs = read_sr(out)
+    assert sr.shape == (16,) * 3 and np.isfinite(sr).all() and attrs["box_size"] == 16 * SPACING
