@@ -7,6 +7,10 @@ voxels of the colours it will read next (:func:`outpaint.plan.exchange_colours`)
 point-to-point ``Sendrecv`` calls. mpi4py is imported inside the functions, so importing this
 module neither initialises MPI nor requires it.
 """
+import contextlib
+import sys
+import traceback
+
 import numpy as np
 
 from outpaint.plan import colour_of
@@ -18,6 +22,22 @@ def world():
     """``MPI.COMM_WORLD`` (a one-rank world when not started by mpiexec)."""
     from mpi4py import MPI
     return MPI.COMM_WORLD
+
+
+@contextlib.contextmanager
+def abort_on_error(comm):
+    """Turn an exception on one rank into ``MPI_Abort`` of every rank when there are several, so
+    that no rank waits forever in a collective for one that has died (what ``python -m mpi4py``
+    does for a whole script). With one rank the exception propagates unchanged. Use it only
+    around code after the input checks, which raise the same InputError on every rank."""
+    try:
+        yield
+    except BaseException:
+        if comm.Get_size() > 1:
+            traceback.print_exc()
+            sys.stderr.flush()
+            comm.Abort(1)
+        raise
 
 
 def local_rank(comm):

@@ -19,7 +19,7 @@ import numpy as np
 from tqdm import tqdm
 
 from emulator.masks import PHASES, known_mask
-from outpaint.mpi import device_for_rank, exchange_halos, read_rows, world
+from outpaint.mpi import abort_on_error, device_for_rank, exchange_halos, read_rows, world
 from outpaint.plan import Plan, exchange_colours, tile_seed
 from outpaint.writer import RunState, state_path, write_output
 from sims.errors import InputError
@@ -178,8 +178,8 @@ def generate_batch(generator, plan, lr, field, x0, blocks, phase, seed):
 def pending(plan, state, phase, rows):
     """Blocks of ``phase`` in ``rows`` not yet complete according to the state."""
     blocks = plan.blocks_in_phase(phase, rows)
-    done = np.array([state.done(bx) for bx in blocks[:, 0]], dtype=np.int64).reshape(-1)
-    return blocks[plan.row_position(blocks) >= done]
+    done = {bx: state.done(bx) for bx in rows}
+    return blocks[plan.row_position(blocks) >= np.array([done[bx] for bx in blocks[:, 0]], dtype=np.int64)]
 
 
 def run_phases(comm, plan, state, lr, generator, seed, batch_size):
@@ -272,15 +272,16 @@ def upsample_box(model_path, lr_spec, out_path, *, tile=None, core=None, sampler
                 "generate_options": dict(generate_options or {})}
     state = _prepare_state(comm, out_path, plan, settings, action)
     generator = generator or default_generator(model, sampler, steps, batch_size, generate_options)
-    run_phases(comm, plan, state, lr, generator, seed, batch_size)
-    comm.Barrier()
-    if rank == 0:
-        attrs = {k: source.attrs[k] for k in ("redshift", "cosmology") if k in source.attrs}
-        write_output(out_path, state, box_size=source.box_size, model=model_name, sampler=sampler,
-                     steps=int(steps), seed=int(seed), tile=tile, core=core, phases=PHASES,
-                     ranks=comm.Get_size(), **attrs)
-        state.remove()
-    comm.Barrier()
+    with abort_on_error(comm):
+        run_phases(comm, plan, state, lr, generator, seed, batch_size)
+        comm.Barrier()
+        if rank == 0:
+            attrs = {k: source.attrs[k] for k in ("redshift", "cosmology") if k in source.attrs}
+            write_output(out_path, state, box_size=source.box_size, model=model_name, sampler=sampler,
+                         steps=int(steps), seed=int(seed), tile=tile, core=core, phases=PHASES,
+                         ranks=comm.Get_size(), **attrs)
+            state.remove()
+        comm.Barrier()
     return out_path
 
 

@@ -4,7 +4,8 @@
 Without ``--model`` the tiles come from :func:`stand_in`, a deterministic function of the
 generator's inputs (LR crop, known voxels, mask, seed) only. ``--log DIR`` appends the seed of
 every generated tile to DIR/rank<r>.txt; ``--crash-phase P --crash-call K`` raises at the K-th
-generator call (from 1) of phase P on every rank, imitating a killed job.
+generator call (from 1) of phase P on every rank (only on rank R with ``--crash-rank R``),
+imitating a killed job.
 """
 import argparse
 import os
@@ -69,6 +70,7 @@ def main(argv=None):
     p.add_argument("--log", default=None)
     p.add_argument("--crash-phase", type=int, default=None)
     p.add_argument("--crash-call", type=int, default=1)
+    p.add_argument("--crash-rank", type=int, default=None)
     args = p.parse_args(argv)
     from mpi4py import MPI
     from outpaint_job import instrumented  # this file as a module: names match in-process runs
@@ -79,8 +81,9 @@ def main(argv=None):
             from emulator.checkpoint import load_model
             from outpaint.run import default_generator
             base = default_generator(load_model(args.model), args.sampler, args.steps, args.batch)
-        generator = instrumented(base, args.tile, args.core, args.log, MPI.COMM_WORLD.Get_rank(),
-                                 args.crash_phase, args.crash_call)
+        rank = MPI.COMM_WORLD.Get_rank()
+        crash_phase = args.crash_phase if args.crash_rank in (None, rank) else None
+        generator = instrumented(base, args.tile, args.core, args.log, rank, crash_phase, args.crash_call)
     upsample_box(args.model, args.lr, args.out, tile=args.tile, core=args.core, sampler=args.sampler,
                  steps=args.steps, seed=args.seed, batch_size=args.batch, resume=args.resume,
                  generator=generator)

@@ -26,11 +26,13 @@ JOB = Path(__file__).with_name("outpaint_job.py")
 N, TILE, CORE, SEED, BATCH = 32, 16, 8, 1, 3
 
 
-def mpirun(ranks, *args):
-    """Run tests/outpaint_job.py on ``ranks`` MPI ranks; returns the CompletedProcess."""
+def mpirun(ranks, *args, abort_script=True):
+    """Run tests/outpaint_job.py on ``ranks`` MPI ranks (under ``python -m mpi4py``, which aborts
+    every rank on an uncaught exception, unless ``abort_script`` is False); CompletedProcess."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [str(MPIEXEC), "-n", str(ranks), sys.executable, "-m", "mpi4py", str(JOB), *map(str, args)]
-    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    runner = ["-m", "mpi4py"] if abort_script else []
+    cmd = [str(MPIEXEC), "-n", str(ranks), sys.executable, *runner, str(JOB), *map(str, args)]
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
 
 
 def write_lr(path, field, box_size, dataset="lr"):
@@ -126,6 +128,16 @@ def test_crash_mid_phase_then_resume_on_other_rank_count(lr_file, reference, tmp
     seeds = logged_seeds(log)
     assert len(seeds) == len(ALL_SEEDS) and set(seeds) == ALL_SEEDS
     np.testing.assert_allclose(read_sr(out)[0], reference, rtol=1e-6, atol=1e-7)
+
+
+def test_failure_on_one_rank_stops_every_rank(lr_file, tmp_path):
+    """Rank 1 dies in phase 3 while rank 0 will wait for its halo after phase 3: without the
+    driver's abort this plain script (no ``-m mpi4py``) would hang until the timeout."""
+    out = tmp_path / "sr.h5"
+    proc = mpirun(2, "--lr", lr_file, "--out", out, "--crash-phase", 3, "--crash-rank", 1,
+                  abort_script=False)
+    assert proc.returncode != 0 and "imitated kill" in proc.stderr
+    assert not out.exists() and os.path.isdir(state_path(out))
 
 
 def test_known_context_is_never_overwritten_and_only_cores_are_kept(lr_file, tmp_path):
