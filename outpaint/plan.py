@@ -191,9 +191,9 @@ class Plan:
         """Voxels of colours ``colours`` in the ``halo`` x-layers starting at global ``x_start``
         (whole y-z planes): the size of one halo message."""
         xs = np.arange(x_start, x_start + self.halo) % self.n
-        per_axis = [np.bincount((xs // self.core) % 2, minlength=2), np.array([self.n // 2] * 2)]
-        return int(sum(per_axis[0][c[0]] * per_axis[1][c[1]] * per_axis[1][c[2]]
-                       for c in (phase_colours()[k] for k in colours)))
+        layers_of_parity = np.bincount((xs // self.core) % 2, minlength=2)
+        per_parity = self.n // 2                  # voxels of each block parity along y or z
+        return int(sum(layers_of_parity[phase_colours()[k][0]] * per_parity**2 for k in colours))
 
     def halo_bytes(self, phase):
         """Bytes each rank sends (both neighbours together) in the exchange after ``phase``,
