@@ -136,8 +136,10 @@ def test_failure_on_one_rank_stops_every_rank(lr_file, tmp_path):
     out = tmp_path / "sr.h5"
     proc = mpirun(2, "--lr", lr_file, "--out", out, "--crash-phase", 3, "--crash-rank", 1,
                   abort_script=False)
-    assert proc.returncode != 0 and "imitated kill" in proc.stderr
-    assert not out.exists() and os.path.isdir(state_path(out))
+    assert proc.returncode != 0                  # (the abort may cut the forwarded traceback short)
+    assert not out.exists()
+    run = json.loads((Path(state_path(out)) / "run.json").read_text())
+    assert set(run["phases_done"]) <= {0, 1, 2}   # stopped in phase 3 (rank 0 may die before recording 2)
 
 
 def test_known_context_is_never_overwritten_and_only_cores_are_kept(lr_file, tmp_path):
