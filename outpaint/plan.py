@@ -216,7 +216,8 @@ class Plan:
         phases; tiles in total and per phase; per phase the min/mean/max tiles per rank and halo
         bytes sent by the busiest rank; ``load_balance`` = work / (ranks x sum over phases of the
         busiest rank's tiles) (1 = perfect); ``network_evaluations`` = tiles x steps x
-        evaluations_per_step; ``sequential_evaluations`` = network passes in sequence when each
+        evaluations_per_step; ``balanced_ranks_max`` = nb / 2, the most ranks that slabs keep
+        busy in every phase; ``sequential_evaluations`` = network passes in sequence when each
         rank runs batches of ``batch_size`` tiles (sum over phases of the busiest rank's batches x
         steps x evaluations per step); memory per rank of the local arrays.
         """
@@ -227,6 +228,7 @@ class Plan:
         return {
             "n": self.n, "tile": self.tile, "core": self.core, "halo": self.halo,
             "blocks_per_axis": self.blocks, "ranks": self.ranks, "phases": PHASES,
+            "balanced_ranks_max": self.blocks // 2,
             "tiles": self.n_tiles, "tiles_per_phase": self.n_tiles // PHASES,
             "tiles_per_rank": [{"phase": p, "min": int(t.min()), "mean": float(t.mean()),
                                 "max": int(t.max())} for p, t in enumerate(per_phase)],

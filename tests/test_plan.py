@@ -89,6 +89,7 @@ def test_tiles_per_rank_sum_to_the_phase_and_are_equal_when_ranks_divide_the_row
         assert counts.sum() == plan.n_tiles // 8
         owned = [len(plan.blocks_in_phase(p, plan.rows_of(r))) for r in range(ranks)]
         np.testing.assert_array_equal(counts, owned)
+    assert plan.describe()["balanced_ranks_max"] == 4
     balance = plan.describe()["load_balance"]
     expected = {1: 1.0, 2: 1.0, 4: 1.0, 8: 0.5}                      # 8 ranks: one row each
     assert balance == expected.get(ranks, balance) and 0 < balance < 1 + 1e-12
