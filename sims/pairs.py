@@ -63,10 +63,19 @@ class PairConfig:
         if self.lr_particles > self.hr_particles:
             raise InputError("lr_particles", f"must not exceed hr_particles = {self.hr_particles}, "
                                              f"got {self.lr_particles}")
-        for n in (self.lr_particles, self.hr_particles):
-            self.pm_config(n)                       # validates counts, box, steps, B, times
+        for name in ("lr_particles", "hr_particles"):
+            self._check_run(name)
         check_fits(self.hr_particles, self.grid, "grid")
         check_fits(self.lr_particles, self.lr_grid, "lr_grid")
+
+    def _check_run(self, particles_field):
+        """Validate the PM run of one resolution, naming this config's fields in errors."""
+        fields = {"n_particles": particles_field, "B": "force_mesh_factor", "a_init": "z_init",
+                  "a_final": "redshift"}
+        try:
+            self.pm_config(getattr(self, particles_field))
+        except InputError as err:
+            raise InputError(fields.get(err.source, err.source), err.problem) from None
 
     def pm_config(self, n_particles):
         """The :class:`sims.pm.PMConfig` of the run with ``n_particles`` per side."""
@@ -130,16 +139,27 @@ def simulate_pair(out_path, *, seed, box_size, lr_particles, hr_particles, grid,
                   progress=True):
     """Run the LR and HR simulations of one seed and write the paired box ``out_path``.
 
-    LR (``lr_particles``^3) is painted on ``lr_grid`` (default ``grid``), HR on ``grid``, both
-    CIC overdensity float32 without deconvolution; datasets ``lr``, ``hr`` and the attributes
-    of :meth:`PairConfig.attrs` plus ``box_size``, ``redshift``, ``cosmology``. With
-    ``keep_snapshots_dir`` the final particles are also written there as ``snap_lr.hdf5`` and
-    ``snap_hr.hdf5``. The pair file is written last and atomically, so its existence means the
-    box is complete. Returns the :class:`PairConfig`.
+    Keyword form of :func:`write_simulated_pair` (the arguments are the fields of
+    :class:`PairConfig`). Returns the :class:`PairConfig`.
     """
     config = PairConfig(seed=seed, box_size=box_size, lr_particles=lr_particles,
                         hr_particles=hr_particles, grid=grid, lr_grid=lr_grid, redshift=redshift,
                         steps=steps, z_init=z_init, force_mesh_factor=force_mesh_factor)
+    write_simulated_pair(out_path, config, cosmo, keep_snapshots_dir=keep_snapshots_dir,
+                         progress=progress)
+    return config
+
+
+def write_simulated_pair(out_path, config, cosmo, keep_snapshots_dir=None, progress=True):
+    """Run the LR and HR simulations of ``config`` and write the paired box ``out_path``.
+
+    LR (``lr_particles``^3) is painted on ``lr_grid``, HR on ``grid``, both CIC overdensity
+    float32 without deconvolution; datasets ``lr``, ``hr`` and the attributes of
+    :meth:`PairConfig.attrs` plus ``box_size``, ``redshift``, ``cosmology``. With
+    ``keep_snapshots_dir`` the final particles are also written there as ``snap_lr.hdf5`` and
+    ``snap_hr.hdf5``. The pair file is written last and atomically, so its existence means the
+    box is complete. ``progress``: tqdm bars over the PM steps.
+    """
     fields = {}
     for label, n, g in (("lr", config.lr_particles, config.lr_grid), ("hr", config.hr_particles, config.grid)):
         with _step_bar(f"{label.upper()} {n}^3 PM", config.steps, progress) as callback:
@@ -151,7 +171,6 @@ def simulate_pair(out_path, *, seed, box_size, lr_particles, hr_particles, grid,
         fields[label] = paint_overdensity(positions, g, config.box_size)
     write_pair(out_path, fields["lr"], fields["hr"], box_size=config.box_size,
                redshift=config.redshift, cosmology=cosmo, **config.attrs())
-    return config
 
 
 @contextlib.contextmanager

@@ -26,10 +26,13 @@ F_j(k) = -i D(k_j) phi(k), then CIC readout. D vanishes on the Nyquist planes, w
 force of the unperturbed lattice exactly zero. The CIC window is not divided out (FastPM's
 default kernels do not): dividing by W^2 (FastPM's "gadget" kernel) amplifies the mesh-scale
 images of the particle lattice, which alias back onto the largest scales through the readout at
-the particle positions; in a 32^3-particle test it doubled the growth of the k = 2 k_F modes.
+the particle positions; in a 32^3-particle test it multiplied the final power of the k = 2 k_F
+modes several-fold.
 Linear growth on the lattice is then exact up to the discreteness corrections of order
-(k / k_Nyq,particles)^2, anisotropic (Joyce & Marcos 2007, arXiv:0704.3697): +0.1-0.6 % in power at
-k <= 3 k_F with 64^3 particles, a few per cent with 32^3 (tests/test_pm.py).
+(k / k_Nyq,particles)^2, largest for modes along the axes (Joyce & Marcos 2007,
+arXiv:0704.3697): measured from z = 49 to 0 in a 4 Gpc/h box (tests/test_pm.py), the power of
+the modes with k <= 2 k_F is +0.5 % too high with 64^3 particles (+2 % for the three modes
+k = 2 k_F along the axes) and +3 % with 32^3.
 FFTs through :mod:`sims.fft` (threaded pyfftw, plans reused).
 """
 import functools
