@@ -112,38 +112,37 @@ def kick_factor(cosmo, a_i, a_c, a_f):
 def force_kernels(n_mesh, box_size):
     """The factors of F_j(k) = -i D(k_j) phi(k), phi(k) = -1.5 Omega_m delta(k) / k^2.
 
-    Returns ``(green, gradients)``: ``green`` = -1 / k^2 [(Mpc/h)^2], float32
-    (n, n, n//2+1), 0 at k = 0; ``gradients``: three broadcastable float32 arrays -D(k_j)
-    [h/Mpc] (module docstring), zero on the Nyquist planes. Cached per mesh.
+    Returns ``(green, gradients)``: ``green`` = 1 / k^2 [(Mpc/h)^2], float32 (n, n, n//2+1),
+    0 at k = 0; ``gradients``: three broadcastable complex64 arrays i D(k_j) [h/Mpc] (module
+    docstring), zero on the Nyquist planes, so F_j(k) = 1.5 Omega_m gradients[j] green delta(k).
+    Cached per mesh.
     """
     kx, ky, kz = fft.wavenumbers(n_mesh, box_size)
     k2 = kx ** 2 + ky ** 2 + kz ** 2
     k2[0, 0, 0] = np.inf
-    green = (-1.0 / k2).astype(np.float32)
     H = box_size / n_mesh
-    gradients = tuple((-(8 * np.sin(k * H) - np.sin(2 * k * H)) / (6 * H)).astype(np.float32)
+    gradients = tuple((1j * (8 * np.sin(k * H) - np.sin(2 * k * H)) / (6 * H)).astype(np.complex64)
                       for k in (kx, ky, kz))
-    return green, gradients
+    return (1.0 / k2).astype(np.float32), gradients
 
 
 def accelerations(positions, n_mesh, box_size, Omega_m):
-    """PM accelerations F = -grad phi, lap phi = 1.5 Omega_m delta [Mpc/h, H0 = 1], (N, 3).
+    """PM accelerations F = -grad phi, lap phi = 1.5 Omega_m delta [Mpc/h, H0 = 1], float32 (N, 3).
 
-    ``positions`` (N, 3) [Mpc/h]; the density is CIC-painted on an ``n_mesh``^3 grid. Also
-    returns the rfft modes of delta on that mesh (for monitoring). See the module docstring for
-    the kernel.
+    ``positions`` (N, 3) [Mpc/h] of equal-mass particles, CIC-painted on an ``n_mesh``^3 grid;
+    kernel in the module docstring. The mass grid m relates to delta = m n_mesh^3 / N - 1; the
+    factor n_mesh^3 / N is folded into the kernel and the -1 only touches k = 0, which the
+    Green's function zeroes.
     """
-    delta = mesh.paint(positions, n_mesh, box_size, mas="cic")
-    delta *= np.float32(n_mesh ** 3 / len(positions))
-    delta -= 1
-    delta_k = fft.rfftn(delta)
+    mass_k = fft.rfftn(mesh.paint(positions, n_mesh, box_size, mas="cic"))
     green, gradients = force_kernels(n_mesh, box_size)
-    phi_k = (1.5 * Omega_m) * green * delta_k
-    acc = np.empty((len(positions), 3), np.float32)
+    mass_k *= green
+    scale = np.float32(1.5 * Omega_m * n_mesh ** 3 / len(positions))
+    acc = np.empty((3, len(positions)), np.float32)
     for j, gradient in enumerate(gradients):
-        force = fft.irfftn(1j * gradient * phi_k, (n_mesh,) * 3)
-        mesh.readout(force, positions, box_size, mas="cic", out=acc[:, j])
-    return acc, delta_k
+        force = fft.irfftn(mass_k * (scale * gradient), (n_mesh,) * 3)
+        mesh.readout(force, positions, box_size, mas="cic", out=acc[j])
+    return acc.T
 
 
 def evolve(positions, momenta, config, cosmo, callback=None):
@@ -152,21 +151,23 @@ def evolve(positions, momenta, config, cosmo, callback=None):
     ``positions``, ``momenta``: (N, 3) [Mpc/h] at a_init (e.g. from :func:`sims.lpt.lpt_state`);
     not modified. Each step a_i -> a_f: kick a_i -> a_h = sqrt(a_i a_f) with F(a_i), drift
     a_i -> a_f with p(a_h), force at a_f, kick a_h -> a_f with F(a_f). ``callback(info)`` is
-    called after every step with a dict ``step`` (1-based), ``steps``, ``a``, ``delta_k`` (rfft
-    modes of the mesh density at a). Returns new float64 (positions wrapped into [0, L), momenta).
+    called after every step with a dict ``step`` (1-based), ``steps``, ``a``, ``positions`` and
+    ``momenta`` (the arrays being evolved: read, do not modify). Returns new float64 arrays
+    (positions wrapped into [0, L), momenta).
     """
     L, n_mesh = config.box_size, config.n_mesh
     x = np.mod(np.asarray(positions, dtype=np.float64), L)
     p = np.array(momenta, dtype=np.float64)
-    acc, _ = accelerations(x, n_mesh, L, cosmo.Omega_m)
+    acc = accelerations(x, n_mesh, L, cosmo.Omega_m)
     a = config.time_steps()
     for step, (a_i, a_f) in enumerate(zip(a[:-1], a[1:]), start=1):
         a_h = np.sqrt(a_i * a_f)
         p += kick_factor(cosmo, a_i, a_i, a_h) * acc
         x += drift_factor(cosmo, a_i, a_h, a_f) * p
         np.mod(x, L, out=x)
-        acc, delta_k = accelerations(x, n_mesh, L, cosmo.Omega_m)
+        acc = accelerations(x, n_mesh, L, cosmo.Omega_m)
         p += kick_factor(cosmo, a_h, a_f, a_f) * acc
         if callback is not None:
-            callback({"step": step, "steps": config.steps, "a": float(a_f), "delta_k": delta_k})
+            callback({"step": step, "steps": config.steps, "a": float(a_f), "positions": x,
+                      "momenta": p})
     return x, p
