@@ -7,7 +7,7 @@ import sys
 
 from sims.errors import InputError
 
-SUBCOMMANDS = ("jobs",)
+SUBCOMMANDS = ("jobs", "ingest", "simulate")
 
 
 def build_parser():
