@@ -21,9 +21,10 @@ from sims.errors import InputError
 
 
 def check_grid(n, source="n"):
-    """Return ``n`` as an int after checking it is an even number of cells per side >= 4."""
-    if int(n) != n or n < 4 or int(n) % 2:
-        raise InputError(source, f"grid must be an even integer >= 4, got {n}")
+    """Return ``n`` as an int after checking it is an even number of cells (or particles) per
+    side >= 4, which the Nyquist handling of the white noise needs; InputError(source) if not."""
+    if isinstance(n, bool) or int(n) != n or n < 4 or int(n) % 2:
+        raise InputError(source, f"must be an even integer >= 4 (cells or particles per side), got {n!r}")
     return int(n)
 
 

@@ -33,13 +33,9 @@ def lattice(n, box_size):
 
 
 def _derivative_kernels(n, box_size):
-    """i k_j [h/Mpc] for j = x, y, z on the rfft grid, zero on each axis' Nyquist plane."""
-    kernels = []
-    for k in fft.wavenumbers(n, box_size):
-        k = k.copy()
-        k[np.isclose(np.abs(k), np.pi * n / box_size)] = 0.0
-        kernels.append(1j * k)
-    return kernels
+    """i k_j [h/Mpc] for j = x, y, z on the rfft grid (n even), zero on each axis' Nyquist plane."""
+    return [np.where(np.abs(m) == n // 2, 0.0, 2j * np.pi / box_size * m)
+            for m in fft.integer_modes(n)]
 
 
 def _inverse_laplacian(n, box_size):

@@ -51,9 +51,9 @@ class PairConfig:
 
     def __post_init__(self):
         for name in ("seed", "lr_particles", "hr_particles", "grid", "steps", "force_mesh_factor"):
-            object.__setattr__(self, name, _as_int(name, getattr(self, name)))
+            object.__setattr__(self, name, pm.as_int(name, getattr(self, name)))
         object.__setattr__(self, "lr_grid", self.grid if self.lr_grid is None
-                           else _as_int("lr_grid", self.lr_grid))
+                           else pm.as_int("lr_grid", self.lr_grid))
         for name in ("box_size", "redshift", "z_init"):
             object.__setattr__(self, name, float(getattr(self, name)))
         if self.seed < 0:
@@ -90,12 +90,6 @@ class PairConfig:
         return attrs
 
 
-def _as_int(name, value):
-    if isinstance(value, bool) or not float(value).is_integer():
-        raise InputError(name, f"must be an integer, got {value!r}")
-    return int(value)
-
-
 def check_fits(n_particles, grid, source):
     """Raise InputError(source) unless ``grid`` and ``n_particles`` divide one another."""
     if grid < 1 or (grid % n_particles and n_particles % grid):
@@ -104,10 +98,11 @@ def check_fits(n_particles, grid, source):
                                  f"{2 * n_particles} or {max(n_particles // 2, 1)})")
 
 
-def particle_mass(cosmo, box_size, n_particles):
-    """Mass of one of n^3 equal particles filling the box at mean matter density
-    rho_crit Omega_m L^3 / n^3 [1e10 Msun/h] (rho_crit = 2.775e11 h^2 Msun / Mpc^3)."""
-    return RHO_CRIT * cosmo.Omega_m * box_size ** 3 / n_particles ** 3
+def particle_mass(cosmo, box_size, n_total):
+    """Mass of one of ``n_total`` equal particles filling a box of side L [Mpc/h] at the mean
+    matter density: rho_crit Omega_m L^3 / n_total [1e10 Msun/h] (rho_crit = 3 H0^2 / (8 pi G)
+    = 2.775e11 h^2 Msun / Mpc^3)."""
+    return RHO_CRIT * cosmo.Omega_m * box_size ** 3 / n_total
 
 
 def run_particles(config, n_particles, cosmo, callback=None):
@@ -129,9 +124,8 @@ def save_snapshot(path, positions, momenta, config, cosmo):
     """Write final particles as a Gadget-style snapshot: peculiar velocities v = 100 p / a [km/s]
     (p in H0 Mpc/h units, H0 = 100 h km/s/Mpc), equal masses (:func:`particle_mass`)."""
     a = 1 / (1 + config.redshift)
-    n = round(len(positions) ** (1 / 3))
     write_snapshot(path, positions, 100.0 * momenta / a, None, config.box_size, config.redshift,
-                   cosmo, particle_mass(cosmo, config.box_size, n))
+                   cosmo, particle_mass(cosmo, config.box_size, len(positions)))
 
 
 def simulate_pair(out_path, *, seed, box_size, lr_particles, hr_particles, grid, lr_grid=None,

@@ -43,6 +43,7 @@ import numpy as np
 from sims import fft, mesh
 from sims.cosmology import D1, E, f1
 from sims.errors import InputError
+from sims.ics import check_grid
 
 
 @dataclass(frozen=True)
@@ -59,15 +60,12 @@ class PMConfig:
     a_final: float = 1.0
 
     def __post_init__(self):
-        for name in ("n_particles", "B", "steps"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or int(value) != value:
-                raise InputError(name, f"must be an integer, got {value!r}")
-            object.__setattr__(self, name, int(value))
-        object.__setattr__(self, "box_size", float(self.box_size))
+        object.__setattr__(self, "n_particles", check_grid(self.n_particles, "n_particles"))
+        for name in ("B", "steps"):
+            object.__setattr__(self, name, as_int(name, getattr(self, name)))
+        for name in ("box_size", "a_init", "a_final"):
+            object.__setattr__(self, name, float(getattr(self, name)))
         checks = (
-            ("n_particles", self.n_particles >= 4 and self.n_particles % 2 == 0,
-             "particles per side must be an even integer >= 4"),
             ("box_size", np.isfinite(self.box_size) and self.box_size > 0, "must be > 0 [Mpc/h]"),
             ("B", self.B >= 1, "force mesh factor must be >= 1"),
             ("steps", self.steps >= 1, "must be >= 1"),
@@ -86,6 +84,13 @@ class PMConfig:
     def time_steps(self):
         """Scale factors a_0 = a_init, ..., a_steps = a_final, linear in a; (steps + 1,)."""
         return np.linspace(self.a_init, self.a_final, self.steps + 1)
+
+
+def as_int(name, value):
+    """``value`` as an int if it is integral (not a bool); InputError(name) otherwise."""
+    if isinstance(value, bool) or not float(value).is_integer():
+        raise InputError(name, f"must be an integer, got {value!r}")
+    return int(value)
 
 
 def G_p(cosmo, a):

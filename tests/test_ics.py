@@ -94,7 +94,7 @@ def test_linear_modes_carry_the_requested_power_within_cosmic_variance():
 
 @pytest.mark.parametrize("n", [15, 2, 0])
 def test_odd_or_tiny_grids_are_rejected(n):
-    with pytest.raises(InputError, match="even integer"):
+    with pytest.raises(InputError, match="even integer >= 4"):
         ics.white_noise(1, n)
 
 

@@ -58,7 +58,7 @@ def test_particle_mass_uses_the_critical_density():
     G = 4.30091727e-9                                 # Mpc (km/s)^2 / Msun
     rho_crit = 3 * 100.0 ** 2 / (8 * np.pi * G) / 1e10  # 1e10 Msun/h / (Mpc/h)^3 at h = 1
     np.testing.assert_allclose(pairs.RHO_CRIT, rho_crit, rtol=1e-5)
-    np.testing.assert_allclose(pairs.particle_mass(PLANCK18, 100.0, 10),
+    np.testing.assert_allclose(pairs.particle_mass(PLANCK18, 100.0, 1000),
                                rho_crit * PLANCK18.Omega_m * 1000.0, rtol=1e-5)
 
 
@@ -87,7 +87,7 @@ def test_simulate_writes_paired_boxes_with_attributes_and_snapshots(tmp_path):
         fields.append(hr)
         snap = read_snapshot(out / "snapshots" / f"box_{i:04d}" / "snap_hr.hdf5", load_velocities=True)
         assert snap.positions.shape == (16 ** 3, 3) and snap.redshift == pytest.approx(1.0)
-        np.testing.assert_allclose(snap.masses, pairs.particle_mass(PLANCK18, 64.0, 16), rtol=1e-6)
+        np.testing.assert_allclose(snap.masses, pairs.particle_mass(PLANCK18, 64.0, 16 ** 3), rtol=1e-6)
         assert np.all(np.isfinite(snap.velocities)) and np.abs(snap.velocities).max() > 1
         assert read_snapshot(out / "snapshots" / f"box_{i:04d}" / "snap_lr.hdf5").positions.shape == (512, 3)
     assert not np.allclose(fields[0], fields[1])
