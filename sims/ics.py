@@ -54,11 +54,13 @@ def white_noise(seed, n):
     n = check_grid(n)
     rng = np.random.default_rng(seed)
     noise = np.zeros((n, n, n // 2 + 1), dtype=np.complex128)
+    flat = noise.reshape(-1).view(np.float64).reshape(-1, 2)     # (re, im) pairs, no copy
     amplitude = np.sqrt(n ** 3 / 2.0)
     for s in range(n // 2):
         modes = shell_modes(s)
-        g = rng.standard_normal((len(modes), 2))
-        noise[modes[:, 0] % n, modes[:, 1] % n, modes[:, 2]] = amplitude * (g[:, 0] + 1j * g[:, 1])
+        index = ((modes[:, 0] % n) * n + modes[:, 1] % n) * (n // 2 + 1) + modes[:, 2]
+        flat[index] = rng.standard_normal((len(modes), 2))
+    noise *= amplitude
     noise[0, 0, 0] = 0.0
     return hermitian_plane(noise)
 
