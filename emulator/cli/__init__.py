@@ -7,7 +7,7 @@ import sys
 
 from sims.errors import InputError
 
-SUBCOMMANDS = ("jobs", "ingest", "simulate")
+SUBCOMMANDS = ("jobs", "ingest", "train", "simulate")
 
 
 def build_parser():

@@ -1,0 +1,197 @@
+"""Checkpoints: atomic files of state dicts plus the configuration that rebuilds everything.
+
+A training checkpoint (``kind = "training"``) holds the network weights, the EMA weights, the
+optimiser state, the step, the RNG states (torch CPU and CUDA, numpy, python; the data sampler's
+state is the step itself, see emulator.data) and the metadata below. An inference checkpoint
+(``kind = "inference"``, :func:`save_inference_model`) holds only the EMA weights in float16 and
+the metadata: small enough to ship with the package.
+
+Metadata: the resolved ``TrainConfig`` (U-Net preset + overrides, tile and core sizes, schedule,
+prediction type, ...), the resolved ``UNetConfig``, the HR grid spacing ``spacing`` = box_size / n
+[Mpc/h] of the training data and the LR's ``lr_spacing`` [Mpc/h], and the normalisation.
+No pickled code: everything is tensors and plain Python values, read with ``weights_only=True``.
+"""
+import os
+import random
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+import unet3d
+from emulator import schedule as schedules
+from emulator.config import TrainConfig
+from emulator.denoiser import Denoiser
+from emulator.normalization import Normalization
+from sims.errors import InputError
+
+FORMAT = "cosmo-sr-emulator checkpoint"
+VERSION = 1
+
+
+@dataclass(frozen=True)
+class ModelMeta:
+    """What a checkpoint carries besides weights: config, grid spacings [Mpc/h], normalisation."""
+
+    config: TrainConfig
+    spacing: float
+    lr_spacing: float
+    normalization: Normalization
+
+    def to_dict(self, net_config):
+        return {"format": FORMAT, "version": VERSION, "config": self.config.to_dict(),
+                "unet": net_config.to_dict(), "spacing": float(self.spacing),
+                "lr_spacing": float(self.lr_spacing), "normalization": self.normalization.to_dict(),
+                "schedule": self.config.schedule, "prediction": self.config.prediction}
+
+    @classmethod
+    def from_dict(cls, d, source):
+        return cls(config=TrainConfig.from_dict(d["config"], source), spacing=float(d["spacing"]),
+                   lr_spacing=float(d["lr_spacing"]),
+                   normalization=Normalization.from_dict(d["normalization"]))
+
+
+def build_net(config):
+    """The U-Net of a TrainConfig (``unet3d.build(preset, **model_overrides)``)."""
+    return unet3d.build(config.preset, **config.model_overrides)
+
+
+def stored_net(state, path):
+    """The U-Net described by a checkpoint's resolved ``unet`` configuration (robust to later
+    changes of the presets), with no weights loaded."""
+    try:
+        return unet3d.UNet3D(unet3d.UNetConfig.from_dict(state["unet"]))
+    except (InputError, TypeError) as err:
+        raise InputError(path, f"stored U-Net configuration is invalid ({err})") from err
+
+
+def atomic_save(obj, path):
+    """torch.save to ``path + '.tmp'``, then rename: a kill never leaves a truncated ``path``."""
+    path = os.fspath(path)
+    tmp = path + ".tmp"
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def rng_state():
+    """Global RNG states: torch CPU (and CUDA when available), numpy legacy, python."""
+    np_state = np.random.get_state(legacy=False)
+    np_state["state"] = {k: (v.tolist() if isinstance(v, np.ndarray) else v)
+                         for k, v in np_state["state"].items()}
+    return {"torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "numpy": np_state, "python": random.getstate()}
+
+
+def set_rng_state(state):
+    """Restore :func:`rng_state` output."""
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    np_state = dict(state["numpy"])
+    np_state["state"] = {k: (np.asarray(v, dtype=np.uint32) if isinstance(v, list) else v)
+                         for k, v in np_state["state"].items()}
+    np.random.set_state(np_state)
+    random.setstate(_as_tuples(state["python"]))
+
+
+def _as_tuples(value):
+    return tuple(_as_tuples(v) for v in value) if isinstance(value, (list, tuple)) else value
+
+
+def save_training(path, meta, net, ema, optimizer, step):
+    """Write a training checkpoint (atomic). ``net``, ``ema``: the bare modules (not DDP)."""
+    atomic_save({**meta.to_dict(net.config), "kind": "training", "step": int(step),
+                 "net": net.state_dict(), "ema": ema.state_dict(),
+                 "optimizer": optimizer.state_dict(), "rng": rng_state()}, path)
+
+
+def save_inference_model(path, meta, ema):
+    """Write an inference checkpoint (atomic): EMA weights in float16 and the metadata only."""
+    weights = {k: (v.half() if v.is_floating_point() else v) for k, v in ema.state_dict().items()}
+    atomic_save({**meta.to_dict(ema.config), "kind": "inference", "ema": weights}, path)
+
+
+def read_checkpoint(path):
+    """The checkpoint dict of ``path``; InputError naming the file when missing or not ours."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise InputError(path, "checkpoint file does not exist")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises several types for corrupt or foreign files
+        raise InputError(path, f"not a readable checkpoint ({type(err).__name__}: {err})") from err
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise InputError(path, "not an emulator checkpoint")
+    if state.get("version") != VERSION:
+        raise InputError(path, f"checkpoint version {state.get('version')} is not {VERSION}")
+    return state
+
+
+def load_weights(module, weights, path, what):
+    """``module.load_state_dict(weights)`` (strict), with a mismatch reported as InputError."""
+    try:
+        module.load_state_dict(weights)
+    except RuntimeError as err:
+        first = str(err).strip().splitlines()
+        detail = " ".join(line.strip() for line in first[:3])
+        raise InputError(path, f"{what} weights do not fit the configured network: {detail}") from err
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """An inference-ready model: ``net`` holds the EMA weights in eval mode on ``device``.
+
+    config: TrainConfig of the run; schedule: training schedule object; normalization:
+    field transform (``forward(delta)``, ``inverse(x)``); spacing, lr_spacing: HR and LR grid
+    spacings [Mpc/h] of the training data.
+    """
+
+    net: torch.nn.Module
+    config: TrainConfig
+    schedule: object
+    normalization: Normalization
+    device: torch.device
+    spacing: float
+    lr_spacing: float
+
+    @property
+    def tile(self):
+        return self.config.tile
+
+    @property
+    def core(self):
+        return self.config.core
+
+    @property
+    def prediction(self):
+        return self.config.prediction
+
+    def denoiser(self, clip=False, autocast=None):
+        """The :class:`emulator.denoiser.Denoiser` around ``net``; ``clip=True`` clamps x0 estimates
+        to the normalised range of the training data [lower (delta = -1), upper]."""
+        bounds = (self.normalization.lower, self.normalization.upper) if clip else None
+        return Denoiser(self.net, self.schedule, self.config.prediction, clip=bounds, autocast=autocast)
+
+
+def loaded_model(meta, ema, device):
+    """A :class:`LoadedModel` around an EMA module already holding its weights."""
+    ema = ema.to(device).eval().requires_grad_(False)
+    return LoadedModel(net=ema, config=meta.config, schedule=schedules.from_dict(meta.config.schedule),
+                       normalization=meta.normalization, device=torch.device(device),
+                       spacing=meta.spacing, lr_spacing=meta.lr_spacing)
+
+
+def load_model(path, device="cpu"):
+    """Load the EMA weights of a training or inference checkpoint for inference (float32)."""
+    state = read_checkpoint(path)
+    meta = ModelMeta.from_dict(state, os.fspath(path))
+    net = stored_net(state, path)
+    load_weights(net, {k: v.float() if v.is_floating_point() else v for k, v in state["ema"].items()},
+                 path, "EMA")
+    return loaded_model(meta, net, device)

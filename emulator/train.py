@@ -1,0 +1,333 @@
+"""Training loop of the conditional diffusion model.
+
+AdamW on the denoising loss of emulator.denoiser (eps or v target; Ho et al. 2020 eq. 14 for
+eps), taken on the voxels the outpainting mask leaves unknown. Noise levels are the discrete
+training levels of the schedule: t uniform in 1..T and sigma = schedule.sigmas()[t - 1], as the
+reference (Rouhiainen et al. 2023) and DDPM (Ho et al. 2020, Algorithm 1) do; the network sees
+the continuous c_noise = ln(sigma) / 4, so samplers may use any sigma sequence.
+
+EMA of the weights (the inference weights) with decay min(ema, (1 + n) / (10 + n)) after n
+updates, the warm-up of TensorFlow's ExponentialMovingAverage, so short runs get usable EMA
+weights. Gradient norm clipping, bf16 autocast on CUDA, DistributedDataParallel under torchrun
+(RANK, WORLD_SIZE, LOCAL_RANK from the environment; nccl on GPU, gloo on CPU).
+
+Every random draw is keyed by (seed, step, global example index): crops (emulator.data), noise
+level and noise here, so a resumed run repeats an uninterrupted one exactly (on CPU, bitwise;
+dropout's global RNG state is checkpointed) and the global batch does not depend on the number
+of ranks. Rank 0 writes ``metrics.jsonl`` (one JSON object per line, ``kind`` "train" or
+"val"), the checkpoint, and runs the validation pass: held-out crops generated from their LR by
+emulator.generate with a fast sampler, compared with HR through sims.stats.
+"""
+import copy
+import json
+import os
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from tqdm import tqdm
+
+from emulator import checkpoint as ckpt
+from emulator.data import CropDataset, StepBatches, find_pair_files, load_pairs, split_pairs
+from emulator.denoiser import Denoiser, condition_channels, denoising_loss
+from emulator.normalization import fit_normalization
+from emulator.schedule import from_dict as schedule_from_dict
+from sims.errors import InputError
+from sims.stats import cross_power, k_nyquist, power_spectrum, ratio_r
+
+STREAM_NOISE, STREAM_VAL, STREAM_VAL_SEEDS = 2, 1, 3
+
+
+@dataclass(frozen=True)
+class DistEnv:
+    """Process placement: rank, world size and the torch device of this process."""
+
+    rank: int
+    world: int
+    device: torch.device
+
+
+def distributed_env():
+    """Read RANK / WORLD_SIZE / LOCAL_RANK (set by torchrun) and join the process group."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank, local = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+    if torch.cuda.is_available():
+        torch.cuda.set_device(local)
+        device = torch.device("cuda", local)
+    else:
+        device = torch.device("cpu")
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return DistEnv(rank=rank, world=world, device=device)
+
+
+def seed_for(*key):
+    """A 32-bit torch seed derived from a tuple of non-negative ints (numpy SeedSequence)."""
+    return int(np.random.SeedSequence(list(key)).generate_state(1)[0])
+
+
+def example_noise(seed, step, indices, sigmas, shape):
+    """Noise level and noise of each example ``(step, i)``: sigma (B,) from t uniform in 1..T and
+    a standard normal (B, *shape), each example from its own generator."""
+    sigma, noise = [], []
+    for i in indices:
+        g = torch.Generator().manual_seed(seed_for(seed, STREAM_NOISE, step, i))
+        sigma.append(sigmas[torch.randint(len(sigmas), (1,), generator=g)])
+        noise.append(torch.randn(shape, generator=g))
+    return torch.cat(sigma), torch.stack(noise)
+
+
+def ema_decay(ema, updates):
+    """Effective EMA decay after ``updates`` updates: min(ema, (1 + n) / (10 + n))."""
+    return min(ema, (1.0 + updates) / (10.0 + updates))
+
+
+@torch.no_grad()
+def update_ema(ema_net, net, decay):
+    """ema <- decay * ema + (1 - decay) * net, parameter by parameter; buffers copied."""
+    for e, p in zip(ema_net.parameters(), net.parameters()):
+        e.lerp_(p, 1.0 - decay)
+    for e, b in zip(ema_net.buffers(), net.buffers()):
+        e.copy_(b)
+
+
+def check_conditioning(config, net):
+    """The network's input channels must match the conditioning: 4 = [x, LR, known, mask]
+    (outpainting-capable), 2 = [x, LR] (the reference layout, which cannot take masks)."""
+    channels = net.config.in_channels
+    if channels not in (2, 4):
+        raise InputError("--preset", f"the U-Net has {channels} input channels; training needs 4 "
+                         "(noisy HR, LR, known values, mask) or 2 (noisy HR, LR)")
+    if channels == 2 and config.p_mask > 0:
+        raise InputError("--p-mask", "a 2-channel network (noisy HR, LR) cannot see outpainting "
+                         "masks: use --p-mask 0 or a 4-channel preset")
+    if config.tile % net.downsample_factor:
+        raise InputError("--tile", f"tile {config.tile} is not a multiple of the U-Net's "
+                         f"down-sampling factor {net.downsample_factor}")
+
+
+def batch_condition(batch, in_channels):
+    """Condition channels of a batch dict: [LR, known, mask] or [LR] for a 2-channel network."""
+    if in_channels == 2:
+        return condition_channels(batch["lr"])
+    return condition_channels(batch["lr"], batch["known"], batch["mask"])
+
+
+def train_step(denoiser, optimizer, batch, sigma, noise, grad_clip, in_channels):
+    """One AdamW step on the loss over unknown voxels; returns (loss, gradient norm) tensors."""
+    optimizer.zero_grad(set_to_none=True)
+    cond = batch_condition(batch, in_channels)
+    loss = denoising_loss(denoiser, batch["hr"], cond, sigma, noise, weight_mask=1.0 - batch["mask"])
+    loss.backward()
+    grad_norm = torch.nn.utils.clip_grad_norm_(optimizer.param_groups[0]["params"], grad_clip)
+    optimizer.step()
+    return loss.detach(), grad_norm.detach()
+
+
+@dataclass
+class Run:
+    """Mutable training state: modules (bare, not DDP-wrapped), optimiser, completed steps."""
+
+    meta: ckpt.ModelMeta
+    net: torch.nn.Module
+    ema: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    step: int
+
+
+def new_meta(config, train_boxes):
+    """Metadata of a fresh run: normalisation fitted on the training HR, grid spacings."""
+    norm = fit_normalization([b.hr for b in train_boxes], eps=config.norm_eps)
+    box = train_boxes[0]
+    return ckpt.ModelMeta(config=config, spacing=box.spacing, lr_spacing=box.box_size / box.n_lr,
+                          normalization=norm)
+
+
+def restore(path, run):
+    """Load a training checkpoint into ``run`` after checking its configuration matches."""
+    state = ckpt.read_checkpoint(path)
+    if state.get("kind") != "training":
+        raise InputError(path, "is an inference checkpoint (EMA weights only); cannot resume from it")
+    stored = ckpt.ModelMeta.from_dict(state, path)
+    changed = run.meta.config.differences(stored.config)
+    if changed:
+        old, new = stored.config.to_dict(), run.meta.config.to_dict()
+        detail = "; ".join(f"{k}: {old[k]!r} -> {new[k]!r}" for k in changed)
+        raise InputError(path, f"was written with a different configuration ({detail}); resume "
+                         "with the same options or start a new run directory")
+    ckpt.load_weights(run.net, state["net"], path, "network")
+    ckpt.load_weights(run.ema, state["ema"], path, "EMA")
+    run.optimizer.load_state_dict(state["optimizer"])
+    ckpt.set_rng_state(state["rng"])
+    run.meta = ckpt.ModelMeta(config=run.meta.config, spacing=stored.spacing,
+                              lr_spacing=stored.lr_spacing, normalization=stored.normalization)
+    run.step = int(state["step"])
+
+
+def open_run(config, out_dir, resume, train_boxes, device):
+    """Build network, EMA and optimiser (initial weights from ``config.seed``); continue from
+    ``out_dir/checkpoint.pt`` when ``resume`` and it exists."""
+    path = os.path.join(out_dir, "checkpoint.pt")
+    if os.path.exists(path) and not resume:
+        raise InputError(out_dir, "already holds checkpoint.pt; pass --resume to continue that run "
+                         "or choose a new --out")
+    torch.manual_seed(config.seed)
+    net = ckpt.build_net(config)
+    check_conditioning(config, net)
+    net = net.to(device).train()
+    ema = copy.deepcopy(net).eval().requires_grad_(False)
+    optimizer = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    run = Run(meta=new_meta(config, train_boxes), net=net, ema=ema, optimizer=optimizer, step=0)
+    if resume and os.path.exists(path):
+        restore(path, run)
+    return run
+
+
+def write_json_atomic(path, obj):
+    """Write ``obj`` as indented JSON through a temporary name."""
+    with open(path + ".tmp", "w") as f:
+        json.dump(obj, f, indent=2)
+    os.replace(path + ".tmp", path)
+
+
+def trim_metrics(path, step):
+    """Drop metric lines after ``step`` (written after the checkpoint a resumed run restarts from)."""
+    if not os.path.exists(path):
+        return
+    with open(path) as f:
+        kept = [line for line in f if line.strip() and json.loads(line)["step"] <= step]
+    with open(path + ".tmp", "w") as f:
+        f.writelines(kept)
+    os.replace(path + ".tmp", path)
+
+
+def append_metrics(path, record):
+    with open(path, "a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def mean_over_ranks(value, env):
+    """Average a scalar tensor over ranks (identity in a single process)."""
+    if env.world > 1:
+        value = value.clone()
+        dist.all_reduce(value)
+        value /= env.world
+    return float(value)
+
+
+def spectra_summary(sr, hr, lr, box_size, k_split):
+    """P(k) ratio and r(k) of generated crops ``sr`` against ``hr``, and r(k) of ``lr``.
+
+    sr, hr, lr: (B, t, t, t) overdensity; spectra are summed over crops before the ratios.
+    Summaries over k < ``k_split`` (half the LR Nyquist) and over k < k_Nyq of the crop.
+    """
+    def total(fn, *fields):
+        return sum(fn(*f, box_size).power for f in zip(*fields))
+    p_sr, p_hr, p_lr = (total(power_spectrum, f) for f in (sr, hr, lr))
+    ratio = p_sr / p_hr
+    r_sr, r_lr = ratio_r(total(cross_power, sr, hr), p_sr, p_hr), ratio_r(total(cross_power, lr, hr), p_lr, p_hr)
+    k = power_spectrum(hr[0], box_size).k
+    out = {"k": k.tolist(), "pk_ratio": ratio.tolist(), "r": r_sr.tolist(), "r_lr": r_lr.tolist()}
+    for name, sel in (("low", k < k_split), ("all", k < k_nyquist(hr.shape[-1], box_size))):
+        if sel.any():
+            out.update({f"pk_ratio_{name}": float(ratio[sel].mean()),
+                        f"pk_maxdev_{name}": float(np.abs(ratio[sel] - 1).max()),
+                        f"r_{name}": float(r_sr[sel].mean()), f"r_lr_{name}": float(r_lr[sel].mean())})
+    return out
+
+
+def validate(run, boxes, device):
+    """Generate held-out crops from their LR alone (EMA weights, fast sampler) and compare with HR.
+
+    The crops are the same at every pass (keys (0, i) of the validation stream). x0 estimates are
+    clipped to the training range, which keeps an early, barely trained model's samples finite."""
+    from emulator.generate import generate_tiles
+    cfg = run.meta.config
+    ds = CropDataset([(b.lr, b.hr) for b in boxes], cfg.tile, cfg.core, 0.0, cfg.seed, STREAM_VAL)
+    examples = [ds[(0, i)] for i in range(cfg.val_samples)]
+    lr, hr = (np.stack([e[key][0].numpy() for e in examples]) for key in ("lr", "hr"))
+    seeds = [seed_for(cfg.seed, STREAM_VAL_SEEDS, i) for i in range(cfg.val_samples)]
+    model = ckpt.loaded_model(run.meta, run.ema, device)
+    sr = generate_tiles(model, lr, np.zeros_like(lr), np.zeros(lr.shape, dtype=bool), seeds,
+                        sampler=cfg.val_sampler, steps=cfg.val_steps, clip=True, bf16=cfg.bf16)
+    return spectra_summary(sr, hr, lr, cfg.tile * run.meta.spacing, 0.5 * np.pi / run.meta.lr_spacing)
+
+
+def make_loader(dataset, run, env, device):
+    """Batches of this rank from the current step to the last; a private generator keeps the
+    loader from drawing on the global RNG (which dropout uses and the checkpoint restores)."""
+    cfg = run.meta.config
+    return torch.utils.data.DataLoader(
+        dataset, batch_sampler=StepBatches(run.step, cfg.steps, cfg.batch, env.rank),
+        num_workers=cfg.num_workers, generator=torch.Generator(), pin_memory=device.type == "cuda")
+
+
+def save(run, out_dir):
+    ckpt.save_training(os.path.join(out_dir, "checkpoint.pt"), run.meta, run.net, run.ema,
+                       run.optimizer, run.step)
+
+
+def train(config, out_dir, resume=False, progress=True):
+    """Train per ``config``, writing ``out_dir``/{config.json, metrics.jsonl, checkpoint.pt,
+    model.pt (EMA, float16, at the end)}. Returns the number of completed steps."""
+    env = distributed_env()
+    boxes = load_pairs(find_pair_files(config.data), config.tile)
+    train_boxes, val_boxes = split_pairs(boxes, config.val_files)
+    os.makedirs(out_dir, exist_ok=True)
+    run = open_run(config, out_dir, resume, train_boxes, env.device)
+    metrics = os.path.join(out_dir, "metrics.jsonl")
+    if env.rank == 0:
+        write_json_atomic(os.path.join(out_dir, "config.json"), config.to_dict())
+        trim_metrics(metrics, run.step)
+    model = run.net
+    if env.world > 1:
+        model = torch.nn.parallel.DistributedDataParallel(
+            run.net, device_ids=[env.device.index] if env.device.type == "cuda" else None)
+    autocast = torch.bfloat16 if env.device.type == "cuda" and config.bf16 else None
+    schedule = schedule_from_dict(config.schedule)
+    denoiser = Denoiser(model, schedule, config.prediction, autocast=autocast)
+    sigmas = torch.as_tensor(schedule.sigmas(), dtype=torch.float32)
+    dataset = CropDataset([(run.meta.normalization.forward(b.lr), run.meta.normalization.forward(b.hr))
+                           for b in train_boxes], config.tile, config.core, config.p_mask, config.seed)
+    loop(run, denoiser, make_loader(dataset, run, env, env.device), sigmas, val_boxes, env,
+         out_dir, metrics, progress)
+    if env.rank == 0:
+        save(run, out_dir)
+        ckpt.save_inference_model(os.path.join(out_dir, "model.pt"), run.meta, run.ema)
+    return run.step
+
+
+def loop(run, denoiser, loader, sigmas, val_boxes, env, out_dir, metrics, progress):
+    """The optimisation loop from ``run.step`` to ``config.steps``; logs, validates, saves."""
+    cfg = run.meta.config
+    in_channels = run.net.config.in_channels
+    shape = (1, cfg.tile, cfg.tile, cfg.tile)
+    start, loss_sum, count = time.perf_counter(), torch.zeros((), device=env.device), 0
+    bar = tqdm(total=cfg.steps, initial=run.step, disable=not progress or env.rank != 0,
+               desc="train", unit="step")
+    for batch in loader:
+        indices = range(env.rank * cfg.batch, (env.rank + 1) * cfg.batch)
+        sigma, noise = example_noise(cfg.seed, run.step, indices, sigmas, shape)
+        batch = {k: v.to(env.device, non_blocking=True) for k, v in batch.items()}
+        loss, grad_norm = train_step(denoiser, run.optimizer, batch, sigma.to(env.device),
+                                     noise.to(env.device), cfg.grad_clip, in_channels)
+        update_ema(run.ema, run.net, ema_decay(cfg.ema, run.step))
+        run.step += 1
+        loss_sum, count = loss_sum + loss, count + 1
+        bar.update(1)
+        if run.step % cfg.log_every == 0 or run.step == cfg.steps:
+            record = {"kind": "train", "step": run.step, "loss": mean_over_ranks(loss_sum / count, env),
+                      "lr": run.optimizer.param_groups[0]["lr"], "grad_norm": float(grad_norm),
+                      "seconds": time.perf_counter() - start}
+            loss_sum, count = torch.zeros_like(loss_sum), 0
+            bar.set_postfix(loss=f"{record['loss']:.4f}")
+            if env.rank == 0:
+                append_metrics(metrics, record)
+        if env.rank == 0 and cfg.val_every and run.step % cfg.val_every == 0:
+            append_metrics(metrics, {"kind": "val", "step": run.step,
+                                     **validate(run, val_boxes, env.device)})
+        if env.rank == 0 and run.step % cfg.save_every == 0:
+            save(run, out_dir)
+    bar.close()

@@ -1,0 +1,182 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from emulator.cli import main
+from emulator.config import TrainConfig
+from emulator.schedule import LinearSchedule
+from emulator.train import (ema_decay, example_noise, spectra_summary, train, update_ema)
+from sims.errors import InputError
+from sims.mesh import resample
+from sims.pairfile import write_pair
+from sims.stats import correlation, power_spectrum
+
+N_HR, N_LR, BOX = 16, 8, 32.0
+
+
+def write_pairs(directory, count=2):
+    """Paired boxes: HR a lognormal field, LR its large scales on a coarser grid."""
+    directory.mkdir(exist_ok=True)
+    for seed in range(count):
+        rng = np.random.default_rng(seed)
+        hr = (np.exp(0.7 * rng.normal(size=(N_HR,) * 3) - 0.245) - 1).astype(np.float32)
+        lr = np.maximum(resample(hr, N_LR), -1)
+        write_pair(directory / f"pair{seed}.h5", lr, hr, box_size=BOX, redshift=0.0, cosmology={})
+    return str(directory)
+
+
+def tiny_config(data, **changes):
+    base = dict(data=data, preset="tiny", tile=16, core=8, batch=2, steps=6, lr=2e-3, ema=0.99,
+                p_mask=0.5, val_every=0, save_every=1000, log_every=1, seed=3)
+    return TrainConfig(**{**base, **changes})
+
+
+def read_metrics(run_dir, kind="train"):
+    with open(run_dir / "metrics.jsonl") as f:
+        return [r for r in map(json.loads, f) if r["kind"] == kind]
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    return write_pairs(tmp_path_factory.mktemp("pairs"))
+
+
+def test_loss_decreases_on_tiny_dataset(data_dir, tmp_path):
+    train(tiny_config(data_dir, steps=40, batch=4, lr=3e-3), str(tmp_path), progress=False)
+    losses = np.array([r["loss"] for r in read_metrics(tmp_path)])
+    assert len(losses) == 40 and np.isfinite(losses).all()
+    # zero-initialised output: the eps loss starts at E[eps^2] = 1; per-step scatter ~0.2
+    assert losses[:5].mean() > 0.8
+    assert losses[-15:].mean() < 0.65 * losses[:5].mean()
+
+
+def checkpoint_tensors(path):
+    state = torch.load(path, weights_only=True)
+    flat = {f"net.{k}": v for k, v in state["net"].items()}
+    flat.update({f"ema.{k}": v for k, v in state["ema"].items()})
+    for pid, s in state["optimizer"]["state"].items():
+        flat.update({f"opt.{pid}.{k}": v for k, v in s.items()})
+    return state["step"], flat
+
+
+def test_resume_is_bitwise_identical(data_dir, tmp_path):
+    config = tiny_config(data_dir, model_overrides={"dropout": 0.2})   # dropout uses the global RNG
+    train(config, str(tmp_path / "straight"), progress=False)
+    train(config.replace(steps=3), str(tmp_path / "split"), progress=False)
+    train(config, str(tmp_path / "split"), resume=True, progress=False)
+    step_a, a = checkpoint_tensors(tmp_path / "straight" / "checkpoint.pt")
+    step_b, b = checkpoint_tensors(tmp_path / "split" / "checkpoint.pt")
+    assert step_a == step_b == 6 and a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    assert read_metrics(tmp_path / "straight") == [
+        {**r, "seconds": s["seconds"]} for r, s in zip(read_metrics(tmp_path / "split"),
+                                                        read_metrics(tmp_path / "straight"))]
+
+
+def test_resume_trims_metrics_written_after_the_checkpoint(data_dir, tmp_path):
+    config = tiny_config(data_dir, steps=2)
+    train(config, str(tmp_path), progress=False)
+    with open(tmp_path / "metrics.jsonl", "a") as f:     # as if killed after step 3's log line
+        f.write(json.dumps({"kind": "train", "step": 3, "loss": 0.0}) + "\n")
+    train(config.replace(steps=4), str(tmp_path), resume=True, progress=False)
+    assert [r["step"] for r in read_metrics(tmp_path)] == [1, 2, 3, 4]
+    assert read_metrics(tmp_path)[2]["loss"] != 0.0
+
+
+def test_mismatched_config_and_overwrite_are_refused(data_dir, tmp_path):
+    config = tiny_config(data_dir, steps=1)
+    train(config, str(tmp_path), progress=False)
+    with pytest.raises(InputError, match="checkpoint.pt.*different configuration.*lr: 0.002 -> 0.001"):
+        train(config.replace(lr=1e-3), str(tmp_path), resume=True, progress=False)
+    with pytest.raises(InputError, match="already holds checkpoint.pt"):
+        train(config, str(tmp_path), progress=False)
+
+
+def test_two_channel_network_refuses_masks(data_dir, tmp_path):
+    config = tiny_config(data_dir, model_overrides={"in_channels": 2})
+    with pytest.raises(InputError, match="p-mask"):
+        train(config, str(tmp_path), progress=False)
+
+
+def test_validation_pass_logs_spectra(data_dir, tmp_path):
+    config = tiny_config(data_dir, steps=2, val_every=2, val_samples=2, val_steps=3)
+    train(config, str(tmp_path), progress=False)
+    (val,) = read_metrics(tmp_path, "val")
+    assert val["step"] == 2
+    # held-out 32 Mpc/h crops: shell 1 <= |n| < 2 has mean |n| = (6 + 12 sqrt2 + 8 sqrt3) / 26,
+    # k = 0.278 h/Mpc, the only one below half the LR Nyquist pi / (2 * 4 Mpc/h) = 0.39 h/Mpc
+    k = np.array(val["k"])
+    assert k[0] == pytest.approx((6 + 12 * 2**0.5 + 8 * 3**0.5) / 26 * 2 * np.pi / 32, rel=1e-6)
+    assert k[0] < np.pi / 8 < k[1]
+    for key in ("pk_ratio_low", "r_low", "r_lr_low", "pk_ratio_all", "r_all", "pk_maxdev_all"):
+        assert np.isfinite(val[key]), key
+    assert -1 <= val["r_low"] <= 1 and val["r_lr_low"] > 0.5
+
+
+def test_ema_decay_and_update():
+    assert ema_decay(0.9999, 0) == pytest.approx(0.1)
+    assert ema_decay(0.9999, 90) == pytest.approx(0.91)
+    assert ema_decay(0.99, 10**6) == 0.99
+    net, ema = torch.nn.Linear(3, 2), torch.nn.Linear(3, 2)
+    expected = 0.75 * ema.weight.detach() + 0.25 * net.weight.detach()
+    update_ema(ema, net, 0.75)
+    torch.testing.assert_close(ema.weight, expected)
+
+
+def test_example_noise_keyed_by_example():
+    sigmas = torch.as_tensor(LinearSchedule().sigmas(), dtype=torch.float32)
+    s_all, n_all = example_noise(1, 5, range(4), sigmas, (1, 4, 4, 4))
+    s_hi, n_hi = example_noise(1, 5, range(2, 4), sigmas, (1, 4, 4, 4))
+    assert torch.equal(s_all[2:], s_hi) and torch.equal(n_all[2:], n_hi)
+    assert set(s_all.tolist()) <= set(sigmas.tolist())
+    assert not torch.equal(example_noise(1, 6, range(4), sigmas, (1, 4, 4, 4))[1], n_all)
+
+
+def test_spectra_summary_against_sims_stats():
+    rng = np.random.default_rng(0)
+    hr = rng.normal(size=(2, 16, 16, 16))
+    lr = hr + rng.normal(size=hr.shape)
+    out = spectra_summary(hr * 1.5, hr, lr, box_size=BOX, k_split=0.3)
+    np.testing.assert_allclose(out["pk_ratio"], 2.25)
+    np.testing.assert_allclose(out["r"], 1.0)
+    assert out["pk_maxdev_all"] == pytest.approx(1.25)
+    single = spectra_summary(hr[:1], hr[:1], lr[:1], box_size=BOX, k_split=0.3)
+    np.testing.assert_allclose(single["r_lr"], correlation(lr[0], hr[0], BOX)[1], rtol=1e-12)
+    k = np.array(single["k"])
+    np.testing.assert_allclose(k, power_spectrum(hr[0], BOX).k)
+    low = k < 0.3
+    assert single["r_lr_low"] == pytest.approx(np.mean(np.array(single["r_lr"])[low]))
+
+
+def test_cli_trains_and_writes_run_directory(data_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    cfg = tmp_path / "c.json"
+    cfg.write_text(json.dumps({"preset": "tiny", "tile": 16, "core": 8, "batch": 1, "steps": 5,
+                               "val_every": 0}))
+    code = main(["train", "--data", data_dir, "--out", str(out), "--config", str(cfg),
+                 "--steps", "2", "--log-every", "1"])
+    assert code == 0
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "config.json", "metrics.jsonl",
+                                                     "model.pt"]
+    resolved = json.loads((out / "config.json").read_text())
+    assert resolved["steps"] == 2 and resolved["preset"] == "tiny" and resolved["data"] == data_dir
+    # --resume reads RUN_DIR/config.json, so only the new length is needed
+    assert main(["train", "--out", str(out), "--resume", "--steps", "3"]) == 0
+    assert [r["step"] for r in read_metrics(out)] == [1, 2, 3]
+
+
+def test_cli_bad_data(tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["train", "--data", str(empty), "--out", str(tmp_path / "r"), "--preset", "tiny"]) == 2
+    assert "no paired box files" in capsys.readouterr().err
+    (empty / "x.h5").write_bytes(b"not hdf5")
+    assert main(["train", "--data", str(empty), "--out", str(tmp_path / "r")]) == 2
+    assert "x.h5: not an HDF5 file" in capsys.readouterr().err
+    assert main(["train", "--out", str(tmp_path / "r")]) == 2
+    assert "--data" in capsys.readouterr().err
+    assert main(["train", "--data", str(empty), "--out", str(tmp_path / "r"), "--tile", "15"]) == 2
+    assert "--tile" in capsys.readouterr().err
