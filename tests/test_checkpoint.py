@@ -1,0 +1,162 @@
+import copy
+import json
+import random
+
+import numpy as np
+import pytest
+import torch
+
+import unet3d
+from emulator.checkpoint import (ModelMeta, atomic_save, build_net, load_model, load_weights,
+                                 read_checkpoint, rng_state, save_inference_model, save_training,
+                                 set_rng_state)
+from emulator.config import TrainConfig
+from emulator.normalization import Normalization
+from emulator.schedule import CosineSchedule, LinearSchedule
+from sims.errors import InputError
+
+
+def make_meta(**changes):
+    config = TrainConfig(data="d", preset="tiny", tile=16, core=8, prediction="v",
+                         schedule=CosineSchedule(steps=100).to_dict(), **changes)
+    return ModelMeta(config=config, spacing=1.5, lr_spacing=3.0,
+                     normalization=Normalization(shift=0.2, scale=0.7, upper=4.0))
+
+
+def trained_modules(meta):
+    """A net, a distinct EMA and an optimiser that has taken one step."""
+    torch.manual_seed(0)
+    net = build_net(meta.config)
+    ema = copy.deepcopy(net).eval()
+    with torch.no_grad():
+        for p in ema.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-3)
+    net(torch.randn(1, 4, 16, 16, 16), torch.zeros(1)).square().mean().backward()
+    opt.step()
+    return net, ema, opt
+
+
+def test_training_checkpoint_contents(tmp_path):
+    meta = make_meta()
+    net, ema, opt = trained_modules(meta)
+    path = tmp_path / "checkpoint.pt"
+    save_training(path, meta, net, ema, opt, step=7)
+    state = read_checkpoint(path)
+    assert state["kind"] == "training" and state["step"] == 7
+    assert TrainConfig.from_dict(state["config"]) == meta.config
+    assert state["unet"] == unet3d.PRESETS["tiny"].to_dict()
+    assert state["spacing"] == 1.5 and state["lr_spacing"] == 3.0
+    assert Normalization.from_dict(state["normalization"]) == meta.normalization
+    assert state["schedule"] == CosineSchedule(steps=100).to_dict() and state["prediction"] == "v"
+    assert set(state["rng"]) == {"torch", "cuda", "numpy", "python"}
+    for k, v in net.state_dict().items():
+        assert torch.equal(state["net"][k], v)
+        assert torch.equal(state["ema"][k], ema.state_dict()[k])
+    assert state["optimizer"]["state"][0]["step"] == 1
+    assert ModelMeta.from_dict(state, "x") == meta
+    json.dumps(state["config"])                            # plain values only
+
+
+def test_load_model_gives_ema_in_eval_mode(tmp_path):
+    meta = make_meta()
+    net, ema, opt = trained_modules(meta)
+    save_training(tmp_path / "c.pt", meta, net, ema, opt, step=1)
+    model = load_model(tmp_path / "c.pt")
+    assert not model.net.training and not any(p.requires_grad for p in model.net.parameters())
+    for k, v in ema.state_dict().items():
+        assert torch.equal(model.net.state_dict()[k], v)
+    assert model.device == torch.device("cpu") and model.tile == 16 and model.core == 8
+    assert model.prediction == "v" and model.schedule == CosineSchedule(steps=100)
+    assert model.spacing == 1.5 and model.lr_spacing == 3.0
+    assert model.normalization == meta.normalization
+    denoiser = model.denoiser(clip=True)
+    assert denoiser.clip == (meta.normalization.lower, 4.0) and denoiser.prediction == "v"
+    assert model.denoiser().clip is None
+
+
+def test_inference_model_is_float16_ema_and_loads(tmp_path):
+    meta = make_meta()
+    net, ema, opt = trained_modules(meta)
+    save_inference_model(tmp_path / "m.pt", meta, ema)
+    state = read_checkpoint(tmp_path / "m.pt")
+    assert state["kind"] == "inference" and set(state) >= {"ema", "config", "normalization"}
+    assert "net" not in state and "optimizer" not in state
+    assert all(v.dtype == torch.float16 for v in state["ema"].values() if v.is_floating_point())
+    model = load_model(tmp_path / "m.pt")
+    x, level = torch.randn(1, 4, 16, 16, 16), torch.full((1,), 0.3)
+    for k, v in ema.state_dict().items():
+        assert torch.equal(model.net.state_dict()[k], v.half().float())
+    with torch.no_grad():
+        out, ref = model.net(x, level), ema(x, level)
+    assert out.dtype == torch.float32
+    # float16 weights: relative error ~1e-3 of the output scale
+    assert (out - ref).abs().max() < 1e-2 * ref.abs().max() + 1e-6
+
+
+def test_small_preset_inference_model_under_20_mb(tmp_path):
+    meta = ModelMeta(config=TrainConfig(data="d"), spacing=1.0, lr_spacing=2.0,
+                     normalization=Normalization(shift=0.0, scale=1.0))
+    save_inference_model(tmp_path / "m.pt", meta, build_net(meta.config))
+    assert (tmp_path / "m.pt").stat().st_size < 20e6
+
+
+def test_read_checkpoint_errors(tmp_path):
+    with pytest.raises(InputError, match="missing.pt: checkpoint file does not exist"):
+        read_checkpoint(tmp_path / "missing.pt")
+    (tmp_path / "junk.pt").write_bytes(b"\x00garbage")
+    with pytest.raises(InputError, match="junk.pt: not a readable checkpoint"):
+        read_checkpoint(tmp_path / "junk.pt")
+    torch.save({"weights": torch.zeros(2)}, tmp_path / "foreign.pt")
+    with pytest.raises(InputError, match="foreign.pt: not an emulator checkpoint"):
+        read_checkpoint(tmp_path / "foreign.pt")
+    meta = make_meta()
+    net, ema, _ = trained_modules(meta)
+    save_inference_model(tmp_path / "m.pt", meta, ema)
+    state = torch.load(tmp_path / "m.pt", weights_only=True)
+    torch.save({**state, "version": 99}, tmp_path / "future.pt")
+    with pytest.raises(InputError, match="future.pt: checkpoint version 99"):
+        read_checkpoint(tmp_path / "future.pt")
+
+
+def test_weights_into_mismatched_network_name_the_file(tmp_path):
+    meta = make_meta()
+    _, ema, _ = trained_modules(meta)
+    wider = unet3d.build("tiny", channels=16)
+    with pytest.raises(InputError, match="run/c.pt: EMA weights do not fit the configured network"):
+        load_weights(wider, ema.state_dict(), "run/c.pt", "EMA")
+
+
+def test_rng_state_round_trip():
+    state = rng_state()
+    first = (torch.rand(3), np.random.random(3), random.random())
+    set_rng_state(state)
+    second = (torch.rand(3), np.random.random(3), random.random())
+    assert torch.equal(first[0], second[0])
+    assert np.array_equal(first[1], second[1]) and first[2] == second[2]
+
+
+def test_atomic_save_leaves_nothing_on_failure(tmp_path):
+    path = tmp_path / "c.pt"
+    atomic_save({"a": torch.ones(1)}, path)
+    with pytest.raises(Exception):
+        atomic_save({"bad": lambda: None}, path)           # unpicklable
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.pt"]
+    assert torch.equal(torch.load(path, weights_only=True)["a"], torch.ones(1))
+
+
+def test_train_config_validation_and_differences():
+    config = TrainConfig(data="d")
+    assert TrainConfig.from_dict(config.to_dict()) == config
+    assert config.replace(steps=5, lr=1e-3).differences(config) == ["lr"]
+    assert config.schedule == LinearSchedule().to_dict()
+    for changes, flag in (({"tile": 15}, "--tile"), ({"core": 48}, "--tile"), ({"lr": 0}, "--lr"),
+                          ({"ema": 1.0}, "--ema"), ({"p_mask": 1.5}, "--p-mask"),
+                          ({"prediction": "x0"}, "--prediction"), ({"batch": 0}, "--batch"),
+                          ({"steps": 2.5}, "--steps")):
+        with pytest.raises(InputError, match=flag):
+            config.replace(**changes)
+    with pytest.raises(InputError, match="cfg.json: unknown training option"):
+        TrainConfig.from_dict({"learning_rate": 1}, "cfg.json")
+    with pytest.raises(InputError, match="schedule"):
+        config.replace(schedule={"kind": "quadratic"})
