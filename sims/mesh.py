@@ -10,8 +10,11 @@ assignment kernel is the B-spline of order p (Hockney & Eastwood 1988, sec. 5-3)
 Precision: cell coordinates u = x n / L and all weights are computed in float64 whatever the
 position dtype; paint accumulates in the output grid's dtype (float32 by default, float64 when
 ``out`` is float64); readout accumulates in float64 and stores in the field's dtype. A particle at
-x = i L / n (to float64 round-off) puts all its NGP and CIC mass on node i. float32 positions
+x = i L / n puts all its NGP and CIC mass on node i (to float64 round-off). float32 positions
 carry only ~1e-7 L of resolution, i.e. 1e-7 n cells.
+
+Threads: paint and readout run on numba's threads (``NUMBA_NUM_THREADS`` or
+``numba.set_num_threads``); the result does not depend on their number beyond float round-off.
 """
 import numba
 import numpy as np
@@ -44,10 +47,14 @@ def paint(positions, n, box_size, mas="cic", weights=None, out=None):
     n = grid.shape[0]
     weights = _as_weights(weights, positions.shape[0])
     scale = n / _check_box(box_size)
-    counts, bad = _kernels.slab_histogram(positions, scale, n, order, numba.get_num_threads())
-    if bad:
-        raise InputError("positions", f"{bad} of {positions.shape[0]} particle positions are not finite")
-    _kernels.paint_chunks(positions, weights, grid, scale, order, _chunk_bounds(counts, order))
+    slabs, counts = _kernels.home_slabs(positions, scale, n, numba.get_num_threads())
+    counts = counts.sum(axis=0)
+    if counts[n]:
+        raise InputError("positions", f"{counts[n]} of {positions.shape[0]} particle positions are not finite")
+    bounds = _chunk_bounds(counts[:n])
+    grid.fill(0)
+    for phase in (0, 1):
+        _kernels.paint_chunks(positions, weights, slabs, grid, scale, order, bounds, phase)
     return grid
 
 
@@ -55,8 +62,8 @@ def readout(field, positions, box_size, mas="cic", out=None):
     """Field interpolated to the particle positions with the order-p kernel: (N,) values.
 
     field: (n, n, n) float32 or float64 grid with node i at i L / n; the result has its dtype.
-    out: optional (N,) array of that dtype to fill (a strided column such as ``acc[:, 0]`` is
-    fine), returned. Readout is the adjoint of :func:`paint`: sum_p w_p readout(f)_p equals
+    out: optional C-contiguous (N,) array of that dtype to fill and return (reuse it in a
+    time-stepping loop). Readout is the adjoint of :func:`paint`: sum_p w_p readout(f)_p equals
     sum over nodes of paint(w) * f.
     """
     order = mas_order(mas)
@@ -64,9 +71,10 @@ def readout(field, positions, box_size, mas="cic", out=None):
     positions = _as_positions(positions)
     if out is None:
         out = np.empty(positions.shape[0], field.dtype)
-    elif out.shape != (positions.shape[0],) or out.dtype != field.dtype:
-        raise ValueError(f"out must have shape ({positions.shape[0]},) and dtype {field.dtype}")
-    bad = _kernels.readout_all(field, positions, field.shape[0] / _check_box(box_size), order, out)
+    elif out.shape != (positions.shape[0],) or out.dtype != field.dtype or not out.flags.c_contiguous:
+        raise ValueError(f"out must be a C-contiguous {field.dtype} array of shape ({positions.shape[0]},)")
+    scale = field.shape[0] / _check_box(box_size)
+    bad = _kernels.readout_all(field, positions, scale, order, numba.get_num_threads(), out).sum()
     if bad:
         raise InputError("positions", f"{bad} of {positions.shape[0]} particle positions are not finite")
     return out
@@ -174,19 +182,19 @@ def _window_factors(n, order):
     return tuple(np.sinc(modes / n) ** order for modes in fft.integer_modes(n))
 
 
-def _chunk_bounds(counts, order):
-    """x-slab boundaries of the paint chunks: 2 per numba thread, about equal particle counts,
-    each at least max(order - 1, 1) slabs wide; [0, n] (one serial chunk) if n is too small."""
+def _chunk_bounds(counts):
+    """x-slab boundaries of the paint chunks from the particles per home slab: 2 chunks per numba
+    thread with about equal particle counts, each at least 3 slabs wide (see sims._kernels); [0, n]
+    (one serial chunk) if n < 6."""
     n = counts.shape[0]
-    width = max(order - 1, 1)
-    nchunks = min(2 * numba.get_num_threads(), n // width // 2 * 2)
+    nchunks = min(2 * numba.get_num_threads(), n // 3 // 2 * 2)
     if nchunks < 2:
         return np.array([0, n], np.int64)
     c = np.arange(1, nchunks)
     cumulative = np.cumsum(counts)
     inner = np.searchsorted(cumulative, cumulative[-1] * c / nchunks) + 1
-    inner = np.clip(inner, c * width, n - (nchunks - c) * width)
-    inner = np.maximum.accumulate(inner - c * width) + c * width
+    inner = np.clip(inner, 3 * c, n - 3 * (nchunks - c))
+    inner = np.maximum.accumulate(inner - 3 * c) + 3 * c
     return np.concatenate([[0], inner, [n]]).astype(np.int64)
 
 
@@ -216,15 +224,15 @@ def _as_weights(weights, npart):
 
 def _as_field(field):
     field = np.asarray(field)
-    if field.ndim != 3 or len(set(field.shape)) != 1:
-        raise ValueError(f"field must be a cubic 3D grid, got shape {field.shape}")
+    if field.ndim != 3 or len(set(field.shape)) != 1 or field.shape[0] < 2:
+        raise ValueError(f"field must be a cubic 3D grid of at least 2^3 nodes, got shape {field.shape}")
     dtype = np.float64 if field.dtype == np.float64 else np.float32
     return np.ascontiguousarray(field, dtype=dtype)
 
 
 def _grid_buffer(out, n):
-    if int(n) != n or n < 1:
-        raise ValueError(f"n must be a positive integer, got {n!r}")
+    if int(n) != n or n < 2:
+        raise ValueError(f"n must be an integer of at least 2 (nodes per axis), got {n!r}")
     if out is None:
         return np.empty((int(n),) * 3, np.float32)
     if out.shape != (n, n, n) or out.dtype not in (np.float32, np.float64) or not out.flags.c_contiguous:
