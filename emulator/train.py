@@ -296,6 +296,9 @@ def train(config, out_dir, resume=False, progress=True):
     if env.rank == 0:
         save(run, out_dir)
         ckpt.save_inference_model(os.path.join(out_dir, "model.pt"), run.meta, run.ema)
+    if env.world > 1:
+        dist.barrier()
+        dist.destroy_process_group()
     return run.step
 
 

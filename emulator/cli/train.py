@@ -86,6 +86,7 @@ def run(args):
 
     config = resolve_config(args)
     steps = train(config, args.out, resume=args.resume)
-    print(f"trained {steps} steps; run directory {args.out}: config.json, metrics.jsonl, "
-          "checkpoint.pt, model.pt")
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"trained {steps} steps; run directory {args.out}: config.json, metrics.jsonl, "
+              "checkpoint.pt, model.pt")
     return 0
