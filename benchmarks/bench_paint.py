@@ -99,7 +99,8 @@ def bench_size(n_side, repeat, threads):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[64, 128],
                         help="Particles per side; each size is painted on a mesh twice as fine (B = 2).")
     parser.add_argument("--repeat", type=int, default=5, help="Timed rounds per method; the fastest counts.")

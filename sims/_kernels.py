@@ -4,8 +4,8 @@ Mass assignment of order p (1 NGP, 2 CIC, 3 TSC) on a periodic cubic grid of n n
 A position x [Mpc/h] has cell coordinate u = x n / L, node j sits at u = j (x_j = j L / n), and
 node j receives the weight K_p(u - j) per axis, where K_p is the p-fold convolution of the unit
 box (the B-spline of order p; Hockney & Eastwood 1988, "Computer Simulation Using Particles",
-sec. 5-3; Sefusatti et al. 2016, arXiv:1512.07295, eq. 8). The 3D weight is the product of the
-three 1D weights.
+ch. 5; Sefusatti et al. 2016, arXiv:1512.07295). The 3D weight is the product of the three 1D
+weights.
 
 One 1D rule per order (:func:`ngp_1d`, :func:`cic_1d`, :func:`tsc_1d`) returns its nodes and
 weights as tuples of length p. The shared 3D loops (:func:`deposit` for paint, :func:`gather` for

@@ -4,8 +4,8 @@ mass-assignment window and its deconvolution, and Fourier resampling between gri
 Conventions (DESIGN.md): periodic cubic box of side L [Mpc/h] with n nodes per axis, node i at
 x_i = i L / n (the convention of Pylians3 and pmesh), positions (N, 3) [Mpc/h] of any real value
 (wrapped into the box). Schemes are named by ``MAS_ORDER``: order p = 1 NGP, 2 CIC, 3 TSC; the
-assignment kernel is the B-spline of order p (Hockney & Eastwood 1988, sec. 5-3), see
-:mod:`sims._kernels` for the compiled loops.
+assignment kernel is the B-spline of order p (Hockney & Eastwood 1988, "Computer Simulation
+Using Particles", ch. 5), see :mod:`sims._kernels` for the compiled loops.
 
 Precision: cell coordinates u = x n / L and all weights are computed in float64 whatever the
 position dtype; paint accumulates in the output grid's dtype (float32 by default, float64 when
@@ -49,8 +49,7 @@ def paint(positions, n, box_size, mas="cic", weights=None, out=None):
     scale = n / _check_box(box_size)
     slabs, counts = _kernels.home_slabs(positions, scale, n, numba.get_num_threads())
     counts = counts.sum(axis=0)
-    if counts[n]:
-        raise InputError("positions", f"{counts[n]} of {positions.shape[0]} particle positions are not finite")
+    _require_finite(counts[n], positions.shape[0])
     bounds = _chunk_bounds(counts[:n])
     grid.fill(0)
     for phase in (0, 1):
@@ -74,9 +73,8 @@ def readout(field, positions, box_size, mas="cic", out=None):
     elif out.shape != (positions.shape[0],) or out.dtype != field.dtype or not out.flags.c_contiguous:
         raise ValueError(f"out must be a C-contiguous {field.dtype} array of shape ({positions.shape[0]},)")
     scale = field.shape[0] / _check_box(box_size)
-    bad = _kernels.readout_all(field, positions, scale, order, numba.get_num_threads(), out).sum()
-    if bad:
-        raise InputError("positions", f"{bad} of {positions.shape[0]} particle positions are not finite")
+    bad = _kernels.readout_all(field, positions, scale, order, numba.get_num_threads(), out)
+    _require_finite(bad.sum(), positions.shape[0])
     return out
 
 
@@ -94,9 +92,8 @@ def overdensity(mass_grid):
 def window(n, mas):
     """Mass-assignment window W = prod_i sinc^p(pi n_i / n) on the n^3 rfft grid, float64
     (n, n, n//2+1); integer modes n_i from :func:`sims.fft.integer_modes`, Nyquist planes
-    included (W = (2/pi)^p there). Fourier transform of the order-p B-spline kernel sampled at the
-    nodes (Hockney & Eastwood 1988, eq. 7-20 with the nodes; Jing 2005, ApJ 620, 559, eq. 18 for
-    the p = 1, 2, 3 cases)."""
+    included (W = (2/pi)^p there): the Fourier transform of the order-p assignment kernel, the unit
+    cell box convolved p times (Hockney & Eastwood 1988, ch. 5 and 7; Jing 2005, ApJ 620, 559)."""
     wx, wy, wz = _window_factors(n, mas_order(mas))
     return wx * wy * wz
 
@@ -132,6 +129,8 @@ def resample(field, n_new):
     if int(n_new) != n_new or n_new < 1:
         raise ValueError(f"n_new must be a positive integer, got {n_new!r}")
     n_new = int(n_new)
+    if n_new == n:
+        return field.copy()
     spectrum = fft.rfftn(field)
     for axis in (0, 1):
         spectrum = _resample_full_axis(spectrum, axis, n_new)
@@ -196,6 +195,11 @@ def _chunk_bounds(counts):
     inner = np.clip(inner, 3 * c, n - 3 * (nchunks - c))
     inner = np.maximum.accumulate(inner - 3 * c) + 3 * c
     return np.concatenate([[0], inner, [n]]).astype(np.int64)
+
+
+def _require_finite(bad, npart):
+    if bad:
+        raise InputError("positions", f"{bad} of {npart} particle positions are not finite")
 
 
 def _check_box(box_size):
