@@ -10,13 +10,13 @@ import json
 import math
 from dataclasses import dataclass, field
 
+from emulator.denoiser import PREDICTIONS
 from emulator.masks import halo_width
 from emulator.normalization import DEFAULT_EPS
+from emulator.samplers import SAMPLERS
 from emulator.schedule import LinearSchedule
 from emulator.schedule import from_dict as schedule_from_dict
 from sims.errors import InputError
-
-PREDICTIONS = ("eps", "v")
 
 RESUMABLE_FIELDS = frozenset({"data", "steps", "val_every", "save_every", "log_every", "num_workers"})
 """Fields that may change between an interrupted run and its ``--resume``."""
@@ -88,6 +88,9 @@ class TrainConfig:
         _check_range("ema", self.ema, 0.0, 1.0, open_high=True)
         _check_range("p_mask", self.p_mask, 0.0, 1.0)
         _check_range("norm_eps", self.norm_eps, 0.0, math.inf, open_low=True)
+        if self.val_sampler not in SAMPLERS:
+            raise InputError("--val-sampler", f"unknown sampler {self.val_sampler!r}; choose one of "
+                             f"{sorted(SAMPLERS)}")
         if self.prediction not in PREDICTIONS:
             raise InputError("--prediction", f"must be one of {PREDICTIONS}, got {self.prediction!r}")
 

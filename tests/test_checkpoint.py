@@ -153,7 +153,7 @@ def test_train_config_validation_and_differences():
     for changes, flag in (({"tile": 15}, "--tile"), ({"core": 48}, "--tile"), ({"lr": 0}, "--lr"),
                           ({"ema": 1.0}, "--ema"), ({"p_mask": 1.5}, "--p-mask"),
                           ({"prediction": "x0"}, "--prediction"), ({"batch": 0}, "--batch"),
-                          ({"steps": 2.5}, "--steps")):
+                          ({"steps": 2.5}, "--steps"), ({"val_sampler": "euler9"}, "--val-sampler")):
         with pytest.raises(InputError, match=flag):
             config.replace(**changes)
     with pytest.raises(InputError, match="cfg.json: unknown training option"):

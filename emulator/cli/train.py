@@ -78,7 +78,7 @@ def resolve_config(args):
     config = TrainConfig.from_dict(options, args.config or "options")
     if not config.data:
         raise InputError("--data", "no data directory given (use --data DIR or 'data' in --config)")
-    return config
+    return config.replace(data=os.path.abspath(config.data))
 
 
 def run(args):
