@@ -43,13 +43,18 @@ def alpha_bar_from_sigma(sigma):
 class _Discrete:
     """Shared algebra of a discrete schedule defined by its ``betas()`` (T,)."""
 
+    def log_alpha_bars(self):
+        """ln alpha_bar_t = sum_{i <= t} ln(1 - beta_i), t = 1..T, float64 (T,), decreasing."""
+        return np.cumsum(np.log1p(-self.betas()))
+
     def alpha_bars(self):
         """alpha_bar_t = prod_{i <= t} (1 - beta_i), t = 1..T, float64 (T,), decreasing."""
-        return np.cumprod(1.0 - self.betas())
+        return np.exp(self.log_alpha_bars())
 
     def sigmas(self):
-        """Discrete training noise levels sigma_t, t = 1..T, float64 (T,), increasing."""
-        return sigma_from_alpha_bar(self.alpha_bars())
+        """Discrete training noise levels sigma_t, t = 1..T, float64 (T,), increasing, computed as
+        sqrt(expm1(-ln alpha_bar)) so small levels keep full precision (1 - alpha_bar cancels)."""
+        return np.sqrt(np.expm1(-self.log_alpha_bars()))
 
     @property
     def sigma_min(self):
