@@ -7,7 +7,7 @@ import sys
 
 from sims.errors import InputError
 
-SUBCOMMANDS = ("jobs", "ingest", "train", "simulate")
+SUBCOMMANDS = ("jobs", "ingest", "train", "simulate", "upsample")
 
 
 def build_parser():
