@@ -1,0 +1,235 @@
+"""Denoiser algebra and loss (emulator.denoiser), tile generation (emulator.generate) and the
+``emulator upsample`` command."""
+import math
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+import unet3d
+from emulator import checkpoint as ckpt
+from emulator.cli import main
+from emulator.config import TrainConfig
+from emulator.denoiser import Denoiser, condition_channels, denoising_loss
+from emulator.generate import generate_tiles, lowpass, lr_consistent
+from emulator.normalization import Normalization
+from emulator.schedule import LinearSchedule
+from sims.errors import InputError
+from sims.h5io import atomic_h5, write_attrs
+
+SCHEDULE = LinearSchedule()
+NORM = Normalization(shift=0.1, scale=0.6, upper=6.0)
+
+
+class Oracle(torch.nn.Module):
+    """A network that knows x0 and returns the exact eps or v, computed in the VP picture from its
+    inputs alone: sigma = exp(4 c_noise), alpha_bar = 1 / (1 + sigma^2), x_vp = input channel 0,
+    eps = (x_vp - sqrt(alpha_bar) x0) / sqrt(1 - alpha_bar), v = sqrt(alpha_bar) eps - sqrt(1 - alpha_bar) x0
+    (Salimans & Ho 2022 Sec. 4). It also records the condition channels it was given."""
+
+    def __init__(self, x0, prediction):
+        super().__init__()
+        self.x0, self.prediction, self.seen = x0, prediction, []
+
+    def forward(self, inputs, c_noise):
+        self.seen.append(inputs[:, 1:])
+        ab = (1.0 / (1.0 + torch.exp(4.0 * c_noise) ** 2)).reshape(-1, 1, 1, 1, 1)
+        eps = (inputs[:, :1] - ab.sqrt() * self.x0) / (1.0 - ab).sqrt()
+        return eps if self.prediction == "eps" else ab.sqrt() * eps - (1.0 - ab).sqrt() * self.x0
+
+
+@pytest.mark.parametrize("prediction", ["eps", "v"])
+def test_denoiser_with_the_true_eps_or_v_returns_x0(prediction):
+    g = torch.Generator().manual_seed(0)
+    x0 = torch.randn((4, 1, 4, 4, 4), generator=g, dtype=torch.float64)
+    cond = torch.randn((4, 3, 4, 4, 4), generator=g, dtype=torch.float64)
+    sigma = torch.tensor([0.01, 0.5, 3.0, 150.0], dtype=torch.float64)
+    noise = torch.randn(x0.shape, generator=g, dtype=torch.float64)
+    net = Oracle(x0, prediction)
+    D = Denoiser(net, SCHEDULE, prediction)
+    x = x0 + sigma.reshape(-1, 1, 1, 1, 1) * noise
+    torch.testing.assert_close(D(x, sigma, cond), x0, rtol=1e-9, atol=1e-9)
+    assert torch.equal(net.seen[-1], cond)
+    assert denoising_loss(D, x0, cond, sigma, noise).item() < 1e-18
+
+
+@pytest.mark.parametrize("prediction", ["eps", "v"])
+def test_loss_target_and_masked_mean(prediction):
+    """With a network that outputs zero the loss is the mean square of the target: eps for eps
+    prediction (Ho et al. 2020 eq. 14), v = (eps - sigma x0) / sqrt(1 + sigma^2) for v."""
+    g = torch.Generator().manual_seed(1)
+    x0, noise = (torch.randn((2, 1, 4, 4, 4), generator=g, dtype=torch.float64) for _ in range(2))
+    sigma = torch.tensor([0.3, 20.0], dtype=torch.float64)
+    s = sigma.reshape(-1, 1, 1, 1, 1)
+    target = noise if prediction == "eps" else (noise - s * x0) / torch.sqrt(1 + s**2)
+    D = Denoiser(lambda inputs, c_noise: torch.zeros_like(inputs[:, :1]), SCHEDULE, prediction)
+    torch.testing.assert_close(denoising_loss(D, x0, None, sigma, noise), (target**2).mean())
+    weight = torch.rand(x0.shape, generator=g) < 0.3
+    masked = denoising_loss(D, x0, None, sigma, noise, weight_mask=weight)
+    torch.testing.assert_close(masked, (target[weight] ** 2).mean())
+
+
+def test_denoiser_clip_and_validation():
+    D = Denoiser(lambda inputs, c_noise: 100.0 * torch.ones_like(inputs[:, :1]), SCHEDULE, clip=(-1.0, 2.0))
+    x0 = D(torch.zeros((2, 1, 2, 2, 2)), 1.0)
+    assert torch.all(x0 == -1.0)            # x0 = x - sigma eps = -100, clamped
+    with pytest.raises(ValueError, match="prediction"):
+        Denoiser(None, SCHEDULE, "x0")
+    with pytest.raises(ValueError, match="sigma"):
+        D(torch.zeros((2, 1, 2, 2, 2)), torch.ones(3))
+    with pytest.raises(ValueError, match="together"):
+        condition_channels(torch.zeros(1), known=torch.zeros(1))
+
+
+def tiny_model(prediction="v", in_channels=4):
+    """A LoadedModel around unet3d's 'tiny' net with seeded weights (its zero-initialised output
+    layer given small random weights, so that the network is not trivially zero)."""
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        net = unet3d.build("tiny", in_channels=in_channels)
+        with torch.no_grad():
+            for p in net.out[-1].parameters():
+                p.normal_(0.0, 0.05)
+    config = TrainConfig(preset="tiny", tile=16, core=8, prediction=prediction,
+                         p_mask=0.0 if in_channels == 2 else 0.8)
+    meta = ckpt.ModelMeta(config=config, spacing=2.0, lr_spacing=4.0, normalization=NORM)
+    return ckpt.loaded_model(meta, net, "cpu")
+
+
+def lognormal_tiles(seed, count, n=16):
+    g = np.random.default_rng(seed).normal(size=(count, n, n, n))
+    return (np.exp(0.5 * g - 0.125) - 1).astype(np.float32)
+
+
+@pytest.mark.parametrize("sampler", ["dpmpp-2m", "dpmpp-2m-sde"])
+def test_tile_depends_on_its_seed_only(sampler):
+    model = tiny_model()
+    lr = lognormal_tiles(0, 3)
+    seeds = [11, 12, 13]
+    together = generate_tiles(model, lr, None, None, seeds, sampler=sampler, steps=4, batch_size=3)
+    alone = generate_tiles(model, lr, None, None, seeds, sampler=sampler, steps=4, batch_size=1)
+    assert together.shape == (3, 16, 16, 16) and together.dtype == np.float32
+    assert np.all(np.isfinite(together)) and together.min() >= -1.0 - NORM.eps
+    np.testing.assert_allclose(together, alone, rtol=1e-4, atol=1e-5)
+    last = generate_tiles(model, lr[2:], None, None, seeds[2:], sampler=sampler, steps=4)
+    np.testing.assert_allclose(last[0], together[2], rtol=1e-4, atol=1e-5)
+    other = generate_tiles(model, lr[2:], None, None, [14], sampler=sampler, steps=4)
+    assert np.abs(other[0] - together[2]).max() > 1e-2
+
+
+@pytest.mark.parametrize("in_channels", [4, 2])
+def test_known_voxels_are_returned_exactly(in_channels):
+    model = tiny_model("eps", in_channels)
+    lr = lognormal_tiles(1, 2)
+    known = lognormal_tiles(2, 2)
+    mask = np.zeros(lr.shape, dtype=bool)
+    mask[:, :4] = True
+    mask[1, :, :, -3:] = True
+    out = generate_tiles(model, lr, known, mask, [1, 2], sampler="heun", steps=3, clip=True)
+    np.testing.assert_array_equal(out[mask], known[mask])
+    assert np.all(np.isfinite(out))
+
+
+def test_lowpass_keeps_modes_inside_the_cut():
+    n = 16
+    i = torch.arange(n, dtype=torch.float64)
+    wave = lambda m: torch.cos(2 * math.pi * m * i / n)[:, None, None].expand(n, n, n)   # noqa: E731
+    field = 1.5 + wave(2) + wave(5)
+    torch.testing.assert_close(lowpass(field, 3.0), 1.5 + wave(2))
+    torch.testing.assert_close(lowpass(field, 6.0), field)
+
+
+def test_lr_consistent_takes_the_resolved_band_from_the_lr():
+    """In overdensity the x0 estimate's band |m| < 3 becomes the LR's, the rest is unchanged."""
+    g = torch.Generator().manual_seed(3)
+    delta0, lr = (torch.exp(0.3 * torch.randn((2, 1, 16, 16, 16), generator=g, dtype=torch.float64)) - 1
+                  for _ in range(2))
+    D = lr_consistent(lambda x, sigma: NORM.forward(delta0), lr, NORM, 3.0)
+    out = NORM.inverse(D(torch.zeros_like(lr), 1.0))
+    assert out.min() > -1.0                   # no cell clipped in this test
+    torch.testing.assert_close(lowpass(out, 3.0), lowpass(lr, 3.0))
+    torch.testing.assert_close(out - lowpass(out, 3.0), delta0 - lowpass(delta0, 3.0))
+
+
+def test_generate_options_are_checked():
+    model = tiny_model()
+    lr = lognormal_tiles(0, 1)
+    with pytest.raises(InputError, match="sampler"):
+        generate_tiles(model, lr, None, None, [0], sampler="euler")
+    with pytest.raises(InputError, match="lr-consistency"):
+        generate_tiles(model, lr, None, None, [0], lr_consistency=2.0)
+    with pytest.raises(ValueError, match="seeds"):
+        generate_tiles(model, lr, None, None, [0, 1])
+    out = generate_tiles(model, lr, None, None, [0], steps=2, lr_consistency=0.5)
+    assert np.all(np.isfinite(out))
+
+
+# --- emulator upsample -------------------------------------------------------------------------
+
+@pytest.fixture
+def model_file(tmp_path):
+    model = tiny_model()
+    meta = ckpt.ModelMeta(config=model.config, spacing=model.spacing, lr_spacing=model.lr_spacing,
+                          normalization=model.normalization)
+    path = tmp_path / "model.pt"
+    ckpt.save_inference_model(path, meta, model.net)
+    return path
+
+
+def write_lr(path, field, box_size, dataset="lr"):
+    with atomic_h5(path) as f:
+        f[dataset] = field
+        write_attrs(f, box_size=box_size, redshift=0.5)
+    return path
+
+
+def test_upsample_one_tile_writes_k_samples(tmp_path, model_file):
+    lr = write_lr(tmp_path / "lr.h5", lognormal_tiles(4, 1)[0], box_size=32.0)
+    out = tmp_path / "sr.h5"
+    args = ["upsample", "--model", str(tmp_path), "--lr", str(lr), "--out", str(out), "--steps", "3",
+            "--samples", "3", "--batch", "2", "--seed", "5"]
+    assert main(args) == 0
+    with h5py.File(out, "r") as f:
+        sr = f["sr"][...]
+        attrs = dict(f.attrs)
+    assert sr.shape == (3, 16, 16, 16) and sr.dtype == np.float32 and np.all(np.isfinite(sr))
+    assert attrs["sampler"] == "dpmpp-2m" and attrs["steps"] == 3 and attrs["seed"] == 5
+    assert attrs["box_size"] == 32.0 and attrs["redshift"] == 0.5 and attrs["tile"] == 16
+    assert np.abs(sr[0] - sr[1]).max() > 1e-2                    # independent samples
+    assert main(args) == 2                                       # exists: needs --force
+    assert main(args + ["--resume"]) == 0
+
+
+def test_upsample_lr_on_its_own_grid_is_resampled(tmp_path, model_file):
+    lr = write_lr(tmp_path / "lr.h5", lognormal_tiles(5, 1, n=8)[0], box_size=32.0)
+    assert main(["upsample", "--model", str(model_file), "--lr", f"{lr}:lr", "--out",
+                 str(tmp_path / "sr.h5"), "--steps", "2"]) == 0
+    with h5py.File(tmp_path / "sr.h5", "r") as f:
+        assert f["sr"].shape == (1, 16, 16, 16)
+
+
+def test_upsample_bad_input(tmp_path, model_file, capsys):
+    good = lognormal_tiles(6, 1)[0]
+    nan = good.copy()
+    nan[0, 0, 0] = np.nan
+    below = good.copy()
+    below[1, 2, 3] = -1.5
+    cases = {"nan": (nan, 32.0, "NaN"), "spacing": (good, 20.0, "grid spacing"),
+             "below": (below, 32.0, "overdensity"), "small": (good[:8, :8, :8], 16.0, "smaller")}
+    for name, (field, box, words) in cases.items():
+        lr = write_lr(tmp_path / f"{name}.h5", field, box)
+        out = tmp_path / f"{name}_sr.h5"
+        assert main(["upsample", "--model", str(model_file), "--lr", str(lr), "--out", str(out)]) == 2
+        assert words in capsys.readouterr().err and not out.exists()
+    missing = main(["upsample", "--model", str(tmp_path / "none"), "--lr", str(lr), "--out", "x.h5"])
+    assert missing == 2 and "does not exist" in capsys.readouterr().err
+
+
+def test_upsample_larger_box_goes_to_outpainting(tmp_path, model_file):
+    lr = write_lr(tmp_path / "lr.h5", lognormal_tiles(7, 1, n=32)[0], box_size=64.0)
+    out = tmp_path / "sr.h5"
+    assert main(["upsample", "--model", str(model_file), "--lr", str(lr), "--out", str(out),
+                 "--steps", "1", "--batch", "64"]) == 0
+    with h5py.File(out, "r") as f:
+        assert f["sr"].shape == (32, 32, 32) and f.attrs["sampler"] == "dpmpp-2m"
