@@ -7,7 +7,7 @@ import sys
 
 from sims.errors import InputError
 
-SUBCOMMANDS = ("jobs", "ingest", "train", "simulate", "upsample")
+SUBCOMMANDS = ("jobs", "ingest", "train", "simulate", "upsample", "validate")
 
 
 def build_parser():
