@@ -25,6 +25,8 @@ Conditioning: the network input is [noisy HR, cond channels] along the channel a
 with 2 input channels (the reference layout; outpainting context then enters only through the
 sampler's replacement of known voxels).
 """
+import contextlib
+
 import torch
 
 PREDICTIONS = ("eps", "v")
@@ -81,8 +83,9 @@ class Denoiser:
         _, _, c_in = self.scalings(sigma)
         inputs = c_in * x if cond is None else torch.cat([c_in * x, cond.to(x.dtype)], dim=1)
         c_noise = torch.log(sigma) / 4.0
-        with torch.autocast(x.device.type, dtype=self.autocast or torch.bfloat16,
-                            enabled=self.autocast is not None):
+        autocast = contextlib.nullcontext() if self.autocast is None else \
+            torch.autocast(x.device.type, dtype=self.autocast)
+        with autocast:
             out = self.net(inputs, c_noise)
         return out.to(x.dtype)
 

@@ -76,7 +76,10 @@ class Langevin:
         g = (D(x, sigma) - x) / sigma^2   (the score),   z ~ N(0, 1),
         epsilon = 2 (snr |z| / |g|)^2,   x <- x + epsilon g + sqrt(2 epsilon) z,
     with norms per sample (so a sample does not depend on its batch). Costs ``steps`` extra
-    denoiser evaluations per level.
+    denoiser evaluations per level. Unadjusted Langevin is biased by its finite step: on Gaussian
+    data (tests/test_samplers.py) the standard deviation comes out about 1.5% high at snr 0.16
+    even with many steps. After a multistep predictor (dpmpp-2m, dpmpp-2m-sde) the history term
+    mixes estimates from before and after the correction: pair it with ddim or heun.
     """
 
     steps: int = 1

@@ -97,6 +97,16 @@ def tiny_model(prediction="v", in_channels=4):
     return ckpt.loaded_model(meta, net, "cpu")
 
 
+def test_bf16_autocast_keeps_the_preconditioning_in_float32():
+    model = tiny_model()
+    g = torch.Generator().manual_seed(2)
+    x, cond = torch.randn((2, 1, 16, 16, 16), generator=g), torch.randn((2, 3, 16, 16, 16), generator=g)
+    full = model.denoiser()(x, 2.0, cond)
+    half = model.denoiser(autocast=torch.bfloat16)(x, 2.0, cond)
+    assert half.dtype == torch.float32
+    assert 0 < (half - full).abs().max() < 0.05 * full.abs().max()
+
+
 def lognormal_tiles(seed, count, n=16):
     g = np.random.default_rng(seed).normal(size=(count, n, n, n))
     return (np.exp(0.5 * g - 0.125) - 1).astype(np.float32)

@@ -105,7 +105,9 @@ def run(args):
     if source.n < tile:
         raise InputError(str(source.spec), f"box of {source.n}^3 HR voxels is smaller than the "
                                            f"model's tile {tile}^3")
-    if outpaint.output_action(args.out, args.resume, args.force) != "done":
+    # one tile is one job: under mpiexec rank 0 alone generates it and writes the file
+    from outpaint.mpi import world
+    if world().Get_rank() == 0 and outpaint.output_action(args.out, args.resume, args.force) != "done":
         upsample_tile(model, path, source, args, options)
     return 0
 
