@@ -14,6 +14,7 @@ The reduced bispectrum is Q = B / (P1 P2 + P2 P3 + P3 P1) with P_i the power ave
 theta between the vectors k1 and k2: k3 = sqrt(k1^2 + k2^2 + 2 k1 k2 cos theta) (Pylians3).
 Shells that reach past the Nyquist frequency pick up aliased (mod n) triangles, as in Pylians3.
 """
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -76,7 +77,7 @@ def _estimate(fields, box_size, sides, theta, mas, width):
     norm = _mode_norm(n)
     masks = [_shell_mask(norm, c, half) for c in centres]
     shape = (n, n, n)
-    indicator_sums = _triangle_sums(lambda s: fft.irfftn(masks[s].astype(np.complex64), shape), triangles)
+    indicator_sums = _indicator_sums(n, tuple(centres), half, tuple(map(tuple, triangles)))
     B, Q = [], []
     for field in fields:
         d = stats.fourier_modes(field, mas)
@@ -86,6 +87,19 @@ def _estimate(fields, box_size, sides, theta, mas, width):
         Q.append(B[-1] / (p[:, 0] * p[:, 1] + p[:, 1] * p[:, 2] + p[:, 2] * p[:, 0]))
     return Bispectrum(k1=sides[:, 0], k2=sides[:, 1], k3=sides[:, 2], theta=theta,
                       B=np.array(B), Q=np.array(Q), ntriangles=np.rint(indicator_sums * float(n) ** 6))
+
+
+@functools.lru_cache(maxsize=16)
+def _indicator_sums(n, centres, half, triangles):
+    """sum_x I_a I_b I_c per triangle (= N_triangles / n^6), I_i = irfftn(shell i indicator).
+
+    Depends on the grid and the shells only, so it is cached across calls and fields.
+    """
+    norm = _mode_norm(n)
+    sums = _triangle_sums(lambda s: fft.irfftn(_shell_mask(norm, centres[s], half).astype(np.complex64),
+                                               (n, n, n)), triangles)
+    sums.flags.writeable = False
+    return sums
 
 
 def _mode_norm(n):
