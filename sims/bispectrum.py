@@ -69,7 +69,10 @@ def _estimate(fields, box_size, sides, theta, mas, width):
     box_size = stats.check_box_size(box_size)
     mas = stats.check_mas(mas)
     n, k_f = fields[0].shape[0], 2 * np.pi / box_size
-    half = (2 * k_f if width is None else float(width)) / (2 * k_f)
+    width = 2 * k_f if width is None else float(width)
+    if not width > 0:
+        raise InputError("width", f"shell width must be a positive wavenumber in h/Mpc, got {width}")
+    half = width / (2 * k_f)
     # centres in units of k_F, rounded so that 3 k_F and a side computed as 3.0000000000000004 k_F
     # give the same shell (integer |n| sit exactly on the edges of integer-centred shells)
     centres, triangles = np.unique(np.round(sides / k_f, 9), return_inverse=True)

@@ -1,5 +1,7 @@
-"""Fourier statistics of periodic cubic fields: auto and cross power spectra, r(k), transfer
-function, and the shell binning they share.
+"""Statistics of periodic cubic fields: auto and cross power spectra, r(k), transfer function
+and the shell binning they share; spectra of an ensemble of samples against one truth and their
+calibration; the one-point PDF of log10(1 + delta); the tile-seam statistic. (The bispectrum is
+in :mod:`sims.bispectrum`.)
 
 Convention (DESIGN.md, REFERENCE.md; that of Pylians3 ``Pk_library``, nbodykit ``FFTPower`` and
 powerbox >= 1.0): with the unnormalised forward FFT ``d(n) = rfftn(delta)(n)`` of an n^3 grid of
@@ -66,7 +68,7 @@ def check_box_size(box_size, source="box_size"):
 
 def check_mas(mas, source="mas"):
     """Return ``mas``: None (also for 'none') or a key of ``sims.mesh.MAS_ORDER``."""
-    mas = None if mas in (None, "none") else str(mas).lower()
+    mas = None if mas is None or str(mas).lower() == "none" else str(mas).lower()
     if mas is not None and mas not in mesh.MAS_ORDER:
         raise InputError(source, f"mass assignment must be none or one of {', '.join(mesh.MAS_ORDER)}; "
                                  f"got {mas!r}")
@@ -88,7 +90,8 @@ def shells(n):
     weights = np.broadcast_to(fft.hermitian_weights(n).astype(np.float32), norm.shape).ravel()
     nmodes = np.bincount(index, weights=weights)
     mean_n = np.bincount(index, weights=weights * norm.ravel()) / np.maximum(nmodes, 1)
-    index.flags.writeable = False
+    for array in (index, nmodes, mean_n):
+        array.flags.writeable = False
     return index, nmodes, mean_n
 
 
@@ -119,7 +122,7 @@ def _spectrum(product, box_size):
     _, nmodes, mean_n = shells(n)
     k_f = 2 * np.pi / box_size
     power = bin_modes(product) / nmodes[1:] * box_size ** 3 / float(n) ** 6
-    return Spectrum(k=k_f * mean_n[1:], power=power, nmodes=nmodes[1:])
+    return Spectrum(k=k_f * mean_n[1:], power=power, nmodes=nmodes[1:].copy())
 
 
 def power_spectrum(field, box_size, mas=None):
@@ -275,7 +278,7 @@ def calibration(samples, truth, box_size, mas=None):
     scatter = sum(np.abs(s - mean) ** 2 for s in spectra) / np.float32(n_samples - 1)
     error, spread = bin_modes(np.abs(mean - dt) ** 2), (1 + 1 / n_samples) * bin_modes(scatter)
     _, nmodes, mean_n = shells(truth.shape[0])
-    return Calibration(k=2 * np.pi / box_size * mean_n[1:], nmodes=nmodes[1:],
+    return Calibration(k=2 * np.pi / box_size * mean_n[1:], nmodes=nmodes[1:].copy(),
                        coverage=bin_modes(covered) / nmodes[1:],
                        nominal_coverage=(n_samples - 1) / (n_samples + 1),
                        dispersion_ratio=np.divide(error, spread, out=np.full_like(error, np.inf),
