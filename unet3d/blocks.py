@@ -17,9 +17,27 @@ class GroupNorm32(nn.GroupNorm):
         return F.group_norm(x.float(), self.num_groups, self.weight, self.bias, self.eps).to(x.dtype)
 
 
-def conv3d(in_channels, out_channels, kernel_size, padding_mode):
-    """Conv3d with 'same' padding (kernel_size odd) of the given mode: 'circular' or 'zeros'."""
-    return nn.Conv3d(in_channels, out_channels, kernel_size, padding=kernel_size // 2, padding_mode=padding_mode)
+class Conv3d(nn.Conv3d):
+    """Conv3d with 'same' padding (odd kernel), 'circular' or 'zeros', that runs on its input made
+    contiguous in ``memory_format``.
+
+    Circular padding is an explicit F.pad; F.pad (and CPU average pooling) return NCDHW tensors
+    whatever their input, which would silently undo torch.channels_last_3d, hence the explicit
+    format (a no-op when the input already has it). Zero padding is left to the convolution.
+    """
+
+    def __init__(self, in_channels, out_channels, kernel_size, padding_mode="circular",
+                 memory_format=torch.contiguous_format):
+        half = kernel_size // 2
+        circular = padding_mode == "circular" and half > 0
+        super().__init__(in_channels, out_channels, kernel_size, padding=0 if circular else half)
+        self.circular_padding = (half,) * 6 if circular else None
+        self.memory_format = memory_format
+
+    def forward(self, x):
+        if self.circular_padding is not None:
+            x = F.pad(x, self.circular_padding, mode="circular")
+        return super().forward(x.contiguous(memory_format=self.memory_format))
 
 
 def zero_init(module):
@@ -52,18 +70,20 @@ class ResBlock(nn.Module):
     conv3_0 is zero-initialised, so the block starts as skip(resample(x)). skip is the identity
     when the channel count is unchanged and a 1x1x1 convolution otherwise. resample is 'down'
     (BigGAN down block), 'up' (BigGAN up block) or None; it halves or doubles every spatial size.
+    conv: factory (in_channels, out_channels, kernel_size) -> module, e.g. a partial of Conv3d
+    fixing the padding mode and memory format.
     """
 
-    def __init__(self, in_channels, out_channels, embed_dim, dropout, norm_groups, padding_mode, resample=None):
+    def __init__(self, in_channels, out_channels, embed_dim, dropout, norm_groups, conv, resample=None):
         super().__init__()
         self.in_norm = GroupNorm32(norm_groups, in_channels)
         self.resample = resampler(resample)
-        self.in_conv = conv3d(in_channels, out_channels, 3, padding_mode)
+        self.in_conv = conv(in_channels, out_channels, 3)
         self.embed = nn.Linear(embed_dim, 2 * out_channels)
         self.out_norm = GroupNorm32(norm_groups, out_channels)
         self.dropout = nn.Dropout(dropout)
-        self.out_conv = zero_init(conv3d(out_channels, out_channels, 3, padding_mode))
-        self.skip = nn.Identity() if in_channels == out_channels else conv3d(in_channels, out_channels, 1, padding_mode)
+        self.out_conv = zero_init(conv(out_channels, out_channels, 3))
+        self.skip = nn.Identity() if in_channels == out_channels else conv(in_channels, out_channels, 1)
 
     def forward(self, x, emb):
         h = self.in_conv(self.resample(F.silu(self.in_norm(x))))

@@ -11,13 +11,15 @@ Layout, for widths w_0..w_L (L + 1 = len(channel_mults)) and n = num_res_blocks:
       (+ attention), the last one followed by a ResBlock-up unless l = 0
   output: GroupNorm - SiLU - zero-initialised conv3 -> out_channels
 """
+import functools
+
 import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from sims.errors import InputError
 from unet3d.attention import AttentionBlock
-from unet3d.blocks import EmbedSequential, GroupNorm32, ResBlock, conv3d, zero_init
+from unet3d.blocks import Conv3d, EmbedSequential, GroupNorm32, ResBlock, zero_init
 from unet3d.embedding import NoiseEmbedding
 
 
@@ -34,21 +36,19 @@ class UNet3D(nn.Module):
         self.config = config
         self.downsample_factor = config.downsample_factor
         self.embed = NoiseEmbedding(config.channels, config.embed_dim, config.embed_min_period, config.embed_max_period)
-        self.input_conv = conv3d(config.in_channels, config.widths[0], 3, config.padding_mode)
+        self.input_conv = _conv(config)(config.in_channels, config.widths[0], 3)
         self.encoder, skip_channels = _encoder(config)
         self.middle = EmbedSequential([_res(config, config.widths[-1], config.widths[-1]),
                                        _attention(config, config.widths[-1]),
                                        _res(config, config.widths[-1], config.widths[-1])])
         self.decoder = _decoder(config, skip_channels)
         self.out = nn.Sequential(GroupNorm32(config.norm_groups, config.widths[0]), nn.SiLU(),
-                                 zero_init(conv3d(config.widths[0], config.out_channels, 3, config.padding_mode)))
+                                 zero_init(_conv(config)(config.widths[0], config.out_channels, 3)))
         if config.channels_last:
             self.to(memory_format=torch.channels_last_3d)
 
     def forward(self, x, noise_level):
         self._check_input(x, noise_level)
-        if self.config.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last_3d)
         emb = self.embed(noise_level)
         h = self.input_conv(x)
         skips = [h]
@@ -77,9 +77,16 @@ class UNet3D(nn.Module):
                              f"got {tuple(noise_level.shape)}")
 
 
+def _conv(config):
+    """Factory (in_channels, out_channels, kernel_size) -> Conv3d with the configured padding and
+    memory format."""
+    memory_format = torch.channels_last_3d if config.channels_last else torch.contiguous_format
+    return functools.partial(Conv3d, padding_mode=config.padding_mode, memory_format=memory_format)
+
+
 def _res(config, in_channels, out_channels, resample=None):
     return ResBlock(in_channels, out_channels, config.embed_dim, config.dropout, config.norm_groups,
-                    config.padding_mode, resample)
+                    _conv(config), resample)
 
 
 def _attention(config, channels):
