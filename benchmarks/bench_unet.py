@@ -1,0 +1,172 @@
+"""Benchmark: unet3d throughput (voxels per second) and peak memory, forward and forward+backward.
+
+    python benchmarks/bench_unet.py [--presets tiny small paper] [--sizes 32 48] [--threads 2]
+                                    [--repeats 2] [--no-cpu] [--no-gpu]
+
+CPU (``--threads`` torch threads, batch 1, fp32): each (preset, size, pass) runs in a fresh
+process; the time is the best of ``repeats`` calls after one warm-up call, and the peak memory is
+the process's peak RSS during the warm-up call minus its RSS just before it (torch's CPU
+allocations are invisible to tracemalloc).
+
+GPU (when torch.cuda.is_available()): at the largest size, batch ``--gpu-batch``, fp32 vs bf16
+autocast, eager vs torch.compile, and channels_last_3d; the peak memory is
+torch.cuda.max_memory_allocated. Then the largest batch that fits at that size, for training
+(forward+backward, bf16, with and without gradient checkpointing) and for inference (no_grad
+forward, bf16), found by doubling then bisecting on out-of-memory errors.
+
+Prints one JSON object per measurement.
+"""
+import argparse
+import contextlib
+import json
+import multiprocessing
+import resource
+import time
+
+import torch
+
+import unet3d
+
+
+def step_fn(model, x, c, backward, autocast_dtype=None):
+    """One forward (no_grad) or forward+backward pass of ``model`` on (x, c)."""
+    def step():
+        with torch.autocast(x.device.type, dtype=autocast_dtype) if autocast_dtype else contextlib.nullcontext():
+            if backward:
+                model(x, c).float().square().mean().backward()
+            else:
+                with torch.no_grad():
+                    model(x, c)
+    return step
+
+
+def timed(step, repeats, sync=lambda: None):
+    """(seconds of the first call, best seconds of ``repeats`` further calls)."""
+    times = []
+    for _ in range(repeats + 1):
+        sync()
+        start = time.perf_counter()
+        step()
+        sync()
+        times.append(time.perf_counter() - start)
+    return times[0], min(times[1:])
+
+
+def inputs(model, n, batch, device):
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(batch, model.config.in_channels, n, n, n, generator=gen).to(device)
+    return x, torch.zeros(batch, device=device)
+
+
+def seeded(model):
+    """Give the zero-initialised layers weights, so that the benchmark runs a generic network."""
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.02 * torch.randn(p.shape, generator=gen))
+    return model
+
+
+def current_rss_bytes():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize()
+
+
+def cpu_case(preset, n, backward, threads, repeats):
+    """One CPU measurement; run in a fresh process so that its peak RSS is its own."""
+    torch.set_num_threads(threads)
+    model = seeded(unet3d.build(preset)).train(backward)
+    x, c = inputs(model, n, 1, "cpu")
+    step = step_fn(model, x, c, backward)
+    before = current_rss_bytes()
+    start = time.perf_counter()
+    step()
+    cold = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before
+    _, best = timed(step, repeats) if repeats else (None, cold)
+    return {"device": "cpu", "preset": preset, "n": n, "batch": 1, "pass": "fwd+bwd" if backward else "fwd",
+            "threads": threads, "params": sum(p.numel() for p in model.parameters()),
+            "seconds": best, "cold_seconds": cold, "voxels_per_s": n ** 3 / best, "peak_rss_mib": peak / 2 ** 20}
+
+
+def run_cpu(presets, sizes, threads, repeats):
+    ctx = multiprocessing.get_context("spawn")
+    for preset in presets:
+        for n in sizes:
+            for backward in (False, True):
+                reps = 1 if preset == "paper" and n >= 48 else repeats
+                with ctx.Pool(1) as pool:
+                    print(json.dumps(pool.apply(cpu_case, (preset, n, backward, threads, reps))), flush=True)
+
+
+def gpu_case(preset, n, batch, backward, dtype, compiled, channels_last, repeats):
+    torch.cuda.empty_cache()
+    model = seeded(unet3d.build(preset, channels_last=channels_last)).cuda().train(backward)
+    net = torch.compile(model) if compiled else model
+    x, c = inputs(model, n, batch, "cuda")
+    step = step_fn(net, x, c, backward, dtype)
+    torch.cuda.reset_peak_memory_stats()
+    cold, best = timed(step, repeats, torch.cuda.synchronize)
+    return {"device": torch.cuda.get_device_name(), "preset": preset, "n": n, "batch": batch,
+            "pass": "fwd+bwd" if backward else "fwd", "dtype": "bf16" if dtype else "fp32",
+            "compiled": compiled, "channels_last": channels_last, "seconds": best, "cold_seconds": cold,
+            "voxels_per_s": batch * n ** 3 / best, "peak_gib": torch.cuda.max_memory_allocated() / 2 ** 30}
+
+
+def fits(preset, n, batch, backward, checkpointing):
+    """Whether one bf16 pass at ``batch`` runs without a CUDA out-of-memory error."""
+    torch.cuda.empty_cache()
+    try:
+        model = unet3d.build(preset, gradient_checkpointing=checkpointing).cuda().train(backward)
+        x, c = inputs(model, n, batch, "cuda")
+        step_fn(model, x, c, backward, torch.bfloat16)()
+        torch.cuda.synchronize()
+        return True
+    except torch.cuda.OutOfMemoryError:
+        return False
+
+
+def largest_batch(preset, n, backward, checkpointing, limit=4096):
+    """Largest batch that fits: double until out of memory, then bisect."""
+    good, bad = 0, 1
+    while bad <= limit and fits(preset, n, bad, backward, checkpointing):
+        good, bad = bad, 2 * bad
+    while bad - good > 1 and bad <= limit:
+        mid = (good + bad) // 2
+        good, bad = (mid, bad) if fits(preset, n, mid, backward, checkpointing) else (good, mid)
+    return good
+
+
+def run_gpu(presets, n, batch, repeats):
+    for preset in presets:
+        for backward in (False, True):
+            for dtype, compiled, channels_last in ((None, False, False), (torch.bfloat16, False, False),
+                                                   (torch.bfloat16, False, True), (None, True, False),
+                                                   (torch.bfloat16, True, False), (torch.bfloat16, True, True)):
+                print(json.dumps(gpu_case(preset, n, batch, backward, dtype, compiled, channels_last, repeats)),
+                      flush=True)
+    for preset in presets:
+        for backward, checkpointing in ((True, False), (True, True), (False, False)):
+            print(json.dumps({"device": torch.cuda.get_device_name(), "preset": preset, "n": n, "dtype": "bf16",
+                              "pass": "fwd+bwd" if backward else "fwd", "checkpointing": checkpointing,
+                              "largest_batch": largest_batch(preset, n, backward, checkpointing)}), flush=True)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--presets", nargs="+", default=["tiny", "small", "paper"], help="U-Net presets to run.")
+    parser.add_argument("--sizes", nargs="+", type=int, default=[32, 48], help="Cube side lengths in voxels.")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads.")
+    parser.add_argument("--repeats", type=int, default=2, help="Timed calls after the warm-up (paper at 48^3 on CPU: 1).")
+    parser.add_argument("--gpu-batch", type=int, default=8, help="Batch size of the GPU timings.")
+    parser.add_argument("--no-cpu", action="store_true", help="Skip the CPU measurements.")
+    parser.add_argument("--no-gpu", action="store_true", help="Skip the GPU measurements.")
+    args = parser.parse_args()
+    if not args.no_cpu:
+        run_cpu(args.presets, args.sizes, args.threads, args.repeats)
+    if not args.no_gpu and torch.cuda.is_available():
+        run_gpu(args.presets, max(args.sizes), args.gpu_batch, max(args.repeats, 5))
+
+
+if __name__ == "__main__":
+    main()
