@@ -39,6 +39,9 @@ class Conv3d(nn.Conv3d):
             x = F.pad(x, self.circular_padding, mode="circular")
         return super().forward(x.contiguous(memory_format=self.memory_format))
 
+    def extra_repr(self):
+        return super().extra_repr() + f", circular_padding={self.circular_padding}"
+
 
 def zero_init(module):
     """Zero every parameter of ``module`` in place and return it: the block it closes starts as the
