@@ -15,13 +15,19 @@ _PLANS = {}
 _LOCK = threading.Lock()
 
 
-def fft_threads():
-    """Threads for FFTW: ``SIMS_FFT_THREADS`` if set, else the CPUs this process may use."""
+SMALL_GRID = 64 ** 3  # below this many cells one thread is faster than thread start-up
+
+
+def fft_threads(size):
+    """Threads for an FFT of ``size`` cells: 1 for small grids, else ``SIMS_FFT_THREADS`` if set,
+    else the CPUs this process may use."""
+    if size < SMALL_GRID:
+        return 1
     return int(os.environ.get("SIMS_FFT_THREADS", len(os.sched_getaffinity(0))))
 
 
 def _plan(shape, real_dtype, inverse):
-    key = (shape, np.dtype(real_dtype).str, inverse, fft_threads())
+    key = (shape, np.dtype(real_dtype).str, inverse, fft_threads(int(np.prod(shape))))
     with _LOCK:
         if key not in _PLANS:
             complex_dtype = np.result_type(real_dtype, np.complex64)
@@ -35,20 +41,26 @@ def _plan(shape, real_dtype, inverse):
         return _PLANS[key]
 
 
+def _execute(plan, data):
+    """Copy ``data`` into the plan's own input (FFTW's c2r transform destroys its input, so the
+    caller's array is never handed over), run it (inverse normalised) and return a new array."""
+    plan.input_array[...] = data
+    return plan().copy()
+
+
 def rfftn(field):
     """Unnormalised forward real FFT of a float32/float64 array; returns a new complex array."""
     field = np.asarray(field)
     real_dtype = np.float64 if field.dtype == np.float64 else np.float32
-    plan = _plan(field.shape, real_dtype, inverse=False)
-    return plan(field.astype(real_dtype, copy=False)).copy()
+    return _execute(_plan(field.shape, real_dtype, inverse=False), field)
 
 
 def irfftn(spectrum, shape):
-    """Inverse of :func:`rfftn` (normalised by 1/prod(shape)); ``shape`` is the real-space shape."""
+    """Inverse of :func:`rfftn` (normalised by 1/prod(shape)); ``shape`` is the real-space shape.
+    The input is left untouched."""
     spectrum = np.asarray(spectrum)
     real_dtype = np.float64 if spectrum.dtype == np.complex128 else np.float32
-    plan = _plan(tuple(shape), real_dtype, inverse=True)
-    return plan(spectrum.astype(plan.input_dtype, copy=False)).copy()
+    return _execute(_plan(tuple(shape), real_dtype, inverse=True), spectrum)
 
 
 def integer_modes(n):

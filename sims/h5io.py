@@ -4,6 +4,7 @@ Files carry their metadata as attributes (DESIGN.md): ``box_size`` [Mpc/h], ``re
 ``cosmology`` (JSON), ``seed`` and ``created_by``.
 """
 import contextlib
+import contextvars
 import json
 import os
 import sys
@@ -16,9 +17,14 @@ from sims import __version__
 from sims.errors import InputError
 
 
+COMMAND_LINE = contextvars.ContextVar("command_line", default=None)
+
+
 def provenance():
-    """The ``created_by`` attribute: package version and the command line that ran."""
-    return f"cosmo-sr-emulator {__version__}: {' '.join(sys.argv)}"
+    """The ``created_by`` attribute: package version and the command that ran (the ``emulator``
+    arguments set by the CLI in :data:`COMMAND_LINE`, else the interpreter's ``sys.argv``)."""
+    command = COMMAND_LINE.get() or " ".join(sys.argv)
+    return f"cosmo-sr-emulator {__version__}: {command}"
 
 
 @contextlib.contextmanager

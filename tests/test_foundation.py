@@ -57,3 +57,18 @@ def test_read_field_checks(tmp_path):
 def test_field_spec_parse():
     assert h5io.FieldSpec.parse("a/b.h5:hr") == h5io.FieldSpec("a/b.h5", "hr")
     assert h5io.FieldSpec.parse("a/b.h5", "sr") == h5io.FieldSpec("a/b.h5", "sr")
+
+
+def test_irfftn_leaves_its_input_untouched():
+    spectrum = fft.rfftn(np.random.default_rng(1).standard_normal((8, 8, 8)))
+    before = spectrum.copy()
+    fft.irfftn(spectrum, (8, 8, 8))
+    np.testing.assert_array_equal(spectrum, before)
+
+
+def test_cli_records_its_command_line_as_provenance(tmp_path):
+    from emulator.cli import main
+
+    out = tmp_path / "job.sbatch"
+    assert main(["jobs", "render", "validate", "--out", str(out)]) == 0
+    assert "emulator jobs render validate" in h5io.provenance()

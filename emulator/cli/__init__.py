@@ -3,9 +3,11 @@
 import their heavy dependencies inside ``run`` so that ``--help`` stays fast."""
 import argparse
 import importlib
+import shlex
 import sys
 
 from sims.errors import InputError
+from sims.h5io import COMMAND_LINE
 
 SUBCOMMANDS = ("jobs", "ingest", "train", "simulate", "upsample", "validate")
 
@@ -31,6 +33,7 @@ def main(argv=None):
     split = argv.index("--") if "--" in argv else len(argv)
     args = build_parser().parse_args(argv[:split])
     args.passthrough = argv[split + 1:]
+    COMMAND_LINE.set(shlex.join(["emulator", *argv]))
     try:
         return args.run(args) or 0
     except InputError as err:
