@@ -114,6 +114,18 @@ def test_simulate_resumes_skips_complete_boxes_and_recomputes_with_force(tmp_pat
     assert (out / "box_0001.h5").exists()
 
 
+def test_first_box_writes_box_i_with_seed_plus_i_as_the_full_run_would(tmp_path, capsys):
+    """A Slurm array task runs '--first-box I --boxes 1'; a later full run finds box I complete."""
+    out = tmp_path / "pairs"
+    assert simulate(out, "--first-box", "1", "--boxes", "1") == 0
+    assert os.listdir(out) == ["box_0001.h5"]
+    assert read_pair(out / "box_0001.h5")[2]["seed"] == 6
+    capsys.readouterr()
+    assert simulate(out, "--boxes", "2") == 0
+    assert "1 already complete" in capsys.readouterr().out
+    assert read_pair(out / "box_0000.h5")[2]["seed"] == 5
+
+
 @pytest.mark.parametrize("extra,flag", [
     (["--grid", "12"], "--grid"),
     (["--lr-grid", "12"], "--lr-grid"),
@@ -122,6 +134,7 @@ def test_simulate_resumes_skips_complete_boxes_and_recomputes_with_force(tmp_pat
     (["--sigma8", "-1"], "--sigma8"),
     (["--redshift", "30"], "--redshift"),
     (["--boxes", "0"], "--boxes"),
+    (["--first-box", "-1"], "--first-box"),
 ])
 def test_simulate_bad_input_exits_2_without_output(tmp_path, capsys, extra, flag):
     out = tmp_path / "pairs"

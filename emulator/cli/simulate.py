@@ -21,6 +21,9 @@ def add_parser(subparsers):
                     "by repeating the command.")
     p.add_argument("--out", required=True, metavar="DIR", help="Output directory (created).")
     p.add_argument("--boxes", type=int, default=1, metavar="N", help="Number of boxes (seeds).")
+    p.add_argument("--first-box", type=int, default=0, metavar="I",
+                   help="Index of the first box: the run writes boxes I to I + N - 1 (one Slurm "
+                        "array task per box uses '--first-box TASK_ID --boxes 1').")
     p.add_argument("--box-size", type=float, required=True, metavar="L",
                    help="Box side in Mpc/h.")
     p.add_argument("--lr-particles", type=int, required=True, metavar="NL",
@@ -67,16 +70,19 @@ def run(args):
         config, cosmo = _configure(args)
         if args.boxes < 1:
             raise InputError("boxes", f"must be >= 1, got {args.boxes}")
+        if args.first_box < 0:
+            raise InputError("first_box", f"must be >= 0, got {args.first_box}")
     from sims.pairs import pair_complete, write_simulated_pair
 
-    configs = [dataclasses.replace(config, seed=config.seed + i) for i in range(args.boxes)]
-    paths = [os.path.join(args.out, f"box_{i:04d}.h5") for i in range(args.boxes)]
+    boxes = range(args.first_box, args.first_box + args.boxes)
+    configs = [dataclasses.replace(config, seed=config.seed + i) for i in boxes]
+    paths = [os.path.join(args.out, f"box_{i:04d}.h5") for i in boxes]
     done = [not args.force and pair_complete(path, c, cosmo) for path, c in zip(paths, configs)]
     os.makedirs(args.out, exist_ok=True)
     with contextlib.closing(tqdm(total=args.boxes, desc="boxes", unit="box",
                                  disable=not args.progress)) as bar:
-        for i, (path, box_config) in enumerate(zip(paths, configs)):
-            if not done[i]:
+        for i, path, box_config, complete in zip(boxes, paths, configs, done):
+            if not complete:
                 snapshots = (os.path.join(args.out, "snapshots", f"box_{i:04d}")
                              if args.keep_snapshots else None)
                 write_simulated_pair(path, box_config, cosmo, keep_snapshots_dir=snapshots,
