@@ -23,7 +23,7 @@ import torch
 
 from emulator.masks import PHASES, known_mask
 from sims.errors import InputError
-from sims.mesh import resample
+from sims.mesh import resample_overdensity
 from sims.pairfile import read_pair
 
 PAIR_PATTERNS = ("*.h5", "*.hdf5")
@@ -84,14 +84,14 @@ def find_pair_files(data_dir):
 
 
 def read_pair_box(path):
-    """Read one paired file, resample LR to the HR grid when needed (then clip at delta = -1,
-    which Fourier ringing can undershoot) and check that both are overdensities (>= -1)."""
+    """Read one paired file, check that both fields are overdensities (>= -1) and bring LR to the
+    HR grid when needed (:func:`sims.mesh.resample_overdensity`: Fourier resampling, clipped at -1)."""
     lr, hr, attrs = read_pair(path)
     if hr.min() < -1 - 1e-5 or lr.min() < -1 - 1e-5:
         raise InputError(path, "fields must be overdensities (delta >= -1); found values below -1")
     n_hr, n_lr = hr.shape[0], lr.shape[0]
     if n_lr != n_hr:
-        lr = np.maximum(resample(lr, n_hr), -1.0).astype(np.float32)
+        lr = resample_overdensity(lr, n_hr)
     return PairBox(lr=lr, hr=hr, box_size=float(attrs["box_size"]), n_lr=n_lr, source=str(path))
 
 

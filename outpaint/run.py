@@ -86,8 +86,9 @@ def read_local_lr(source, plan, rank):
     """This rank's LR slab on the output grid (float32, rows plus halos, see Plan.local_extent).
 
     On the HR grid the rows are read directly. On the model's LR grid the whole box is read and
-    Fourier-resampled (sims.mesh.resample, clipped at delta = -1 as in training), which costs
-    n^3 transient memory per rank: for very large boxes paint the LR on the HR grid instead.
+    Fourier-resampled (sims.mesh.resample_overdensity, clipped at delta = -1 as in training),
+    which costs n^3 transient memory per rank: for very large boxes paint the LR on the HR grid
+    instead.
     """
     if not len(plan.rows_of(rank)):
         return np.zeros((0, plan.n, plan.n), dtype=np.float32)
@@ -96,8 +97,8 @@ def read_local_lr(source, plan, rank):
         dset = f[source.spec.dataset]
         if source.n_file == plan.n:
             return read_rows(dset, x0, x1)
-        from sims.mesh import resample
-        full = np.maximum(resample(np.asarray(dset[...], dtype=np.float32), plan.n), -1.0)
+        from sims.mesh import resample_overdensity
+        full = resample_overdensity(np.asarray(dset[...], dtype=np.float32), plan.n)
     return read_rows(full, x0, x1)
 
 

@@ -1,5 +1,6 @@
 """Particles to grids and back: NGP/CIC/TSC painting and readout, overdensity, the
-mass-assignment window and its deconvolution, and Fourier resampling between grids.
+mass-assignment window and its deconvolution, and Fourier resampling between grids (of any
+field, or of an overdensity kept >= -1).
 
 Conventions (DESIGN.md): periodic cubic box of side L [Mpc/h] with n nodes per axis, node i at
 x_i = i L / n (the convention of Pylians3 and pmesh), positions (N, 3) [Mpc/h] of any real value
@@ -137,6 +138,21 @@ def resample(field, n_new):
     spectrum = _resample_half_axis(spectrum, n, n_new)
     spectrum *= (n_new / n) ** 3
     return fft.irfftn(spectrum, (n_new,) * 3)
+
+
+def resample_overdensity(delta, n_new):
+    """An overdensity delta = rho / mean - 1 Fourier-resampled to n_new^3 nodes (:func:`resample`),
+    then clipped at delta = -1; same dtype as the input (float32 or float64).
+
+    Why the clip: a field painted from sparse particles (an LR run on a grid finer than its
+    particle lattice) has empty cells at exactly delta = -1 next to dense ones. Its band-limited
+    interpolant rings around such steps (the Gibbs phenomenon) and dips below -1, i.e. to
+    negative densities, which no density field has and which log(1 + delta) normalisations cannot
+    take. Those voxels are set to -1 (empty); every other value is the interpolant's, and the
+    mean rises by the clipped amount.
+    """
+    resampled = resample(delta, n_new)
+    return np.maximum(resampled, -1, out=resampled)
 
 
 def _resample_full_axis(spectrum, axis, n_new):

@@ -211,6 +211,24 @@ def test_resample_splits_the_coarse_nyquist_mode_symmetrically():
     np.testing.assert_allclose(fine, np.prod(np.cos(np.pi * np.indices((16,) * 3) / 2), axis=0), atol=1e-12)
 
 
+def test_resample_overdensity_clips_the_ringing_below_minus_one():
+    """Sparse particles (4^3 on a 16^3 CIC grid) leave empty cells at delta = -1; upsampling to
+    32^3 rings below -1. The clipped field is the interpolant wherever that is >= -1, exactly -1
+    elsewhere, and still passes through the coarse values at the coarse nodes."""
+    lattice = (np.indices((4,) * 3).reshape(3, -1).T + 0.3) * 4.0
+    jitter = np.random.default_rng(16).uniform(-1.0, 1.0, lattice.shape)
+    delta = mesh.overdensity(mesh.paint(lattice + jitter, 16, 16.0, "cic"))
+    assert delta.min() == -1
+    ringing = mesh.resample(delta, 32)
+    below = ringing < -1
+    assert below.sum() > 100 and ringing.min() < -1.05
+    clipped = mesh.resample_overdensity(delta, 32)
+    assert clipped.dtype == np.float32 and clipped.min() == -1
+    np.testing.assert_array_equal(clipped[~below], ringing[~below])
+    np.testing.assert_array_equal(clipped[below], -1)
+    np.testing.assert_allclose(clipped[::2, ::2, ::2], delta, atol=1e-5)
+
+
 def test_overdensity():
     delta = mesh.overdensity(np.array([[[1.0, 3.0], [2.0, 2.0]]] * 2))
     assert delta.dtype == np.float32

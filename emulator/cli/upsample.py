@@ -120,19 +120,19 @@ def _check_counts(args):
 
 def read_lr(source):
     """The LR overdensity on the HR grid, float32 (n, n, n): read, checked (finite, delta >= -1)
-    and Fourier-resampled when the file holds the model's LR grid."""
+    and Fourier-resampled (clipped at -1) when the file holds the model's LR grid."""
     import numpy as np
 
     from outpaint.run import DELTA_MIN
     from sims.h5io import read_field
-    from sims.mesh import resample
+    from sims.mesh import resample_overdensity
 
     lr = read_field(source.spec).data
     if lr.min() < DELTA_MIN:
         raise InputError(str(source.spec), "must be an overdensity (delta >= -1); "
                                            f"{np.count_nonzero(lr < DELTA_MIN)} values are below -1")
     if source.n_file != source.n:
-        lr = np.maximum(resample(lr, source.n), -1.0).astype(np.float32)
+        lr = resample_overdensity(lr, source.n)
     return lr
 
 
