@@ -9,7 +9,7 @@ import sys
 from sims.errors import InputError
 from sims.h5io import COMMAND_LINE
 
-SUBCOMMANDS = ("jobs", "ingest", "train", "simulate", "upsample", "validate")
+SUBCOMMANDS = ("jobs", "ingest", "train", "simulate", "upsample", "validate", "demo")
 
 
 def build_parser():
