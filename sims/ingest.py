@@ -26,7 +26,9 @@ def ingest_pair(lr_snapshot, hr_snapshot, out, grid, hr_type="dm", mas="cic", lr
     and stored as overdensity delta = rho / mean - 1. Snapshots are read chunk by chunk.
     The two must share box size (to 1e-6) and redshift (to 1e-3 (1 + z)), and the cosmological
     parameters both record (to 1e-4); otherwise :class:`~sims.errors.InputError`, and no output.
-    The initial-condition seed of external runs is unknown: ``seed`` = -1.
+    The initial-condition seed of external runs is unknown: ``seed`` = -1. The particle counts
+    are stored per side (``lr_particles``, ``hr_particles``, as for simulated pairs): N^(1/3),
+    an integer for N = n^3, else a float (gas cells of a hydro run).
     """
     if hr_type not in PART_TYPES:
         raise InputError("hr_type", f"must be one of {sorted(PART_TYPES)}, got {hr_type!r}")
@@ -39,13 +41,20 @@ def ingest_pair(lr_snapshot, hr_snapshot, out, grid, hr_type="dm", mas="cic", lr
     attrs = dict(
         seed=-1, seed_note="ingested from external snapshots: initial-condition seed unknown",
         hr_type=hr_type, mas=mas, grid=grid, lr_grid=lr_grid,
-        n_particles_lr=int(lr_info.n_total[PART_TYPES["dm"]]),
-        n_particles_hr=int(hr_info.n_total[PART_TYPES[hr_type]]),
+        lr_particles=_per_side(lr_info.n_total[PART_TYPES["dm"]]),
+        hr_particles=_per_side(hr_info.n_total[PART_TYPES[hr_type]]),
         lr_source=os.path.abspath(lr_info.files[0]), hr_source=os.path.abspath(hr_info.files[0]),
         length_unit_lr=lr_info.length_unit_source, length_unit_hr=hr_info.length_unit_source)
     write_pair(out, lr, hr, box_size=hr_info.box_size, redshift=hr_info.redshift,
                cosmology={**lr_info.cosmology, **hr_info.cosmology}, **attrs)
     return attrs
+
+
+def _per_side(n_total):
+    """Particles per side N^(1/3): an int when N is a cube n^3 (a lattice run), else a float."""
+    n_total = int(n_total)
+    side = round(n_total ** (1 / 3))
+    return side if side ** 3 == n_total else float(np.cbrt(n_total))
 
 
 def _check_grid(name, n):

@@ -3,8 +3,10 @@ overdensity fields of the same volume.
 
 Layout (DESIGN.md): float32 datasets ``lr`` (n_lr^3) and ``hr`` (n_hr^3), C order, axes (x, y, z),
 node convention x_i = i L / n; file attributes ``box_size`` [Mpc/h], ``redshift``, ``cosmology``
-(JSON), ``created_by`` and whatever the producer adds (seed, particle counts, steps, sources).
-Written by ``sims.pairs`` (simulated pairs) and ``sims.ingest`` (pairs from real snapshots).
+(JSON), ``created_by``, ``lr_particles`` and ``hr_particles`` (particles per side behind each
+field, :func:`write_pair`) and whatever the producer adds (seed, steps, sources).
+Written by ``sims.pairs`` (simulated pairs) and ``sims.ingest`` (pairs from real snapshots), both
+through :func:`write_pair`, the one place that names these attributes.
 """
 import json
 
@@ -23,22 +25,28 @@ def _check_cube(name, field):
     return field
 
 
-def write_pair(path, lr, hr, *, box_size, redshift, cosmology, **extra_attrs):
+def write_pair(path, lr, hr, *, box_size, redshift, cosmology, lr_particles=None,
+               hr_particles=None, **extra_attrs):
     """Write a paired box file atomically (temporary name, renamed on success).
 
     ``lr``, ``hr``: cubic overdensity fields of the same box (grids may differ);
     ``box_size`` [Mpc/h] > 0; ``cosmology``: a :class:`sims.cosmology.Cosmology` or a dict
-    (stored as JSON); ``extra_attrs``: further attributes (dicts are JSON-encoded).
+    (stored as JSON); ``lr_particles``, ``hr_particles``: particles per side of the runs the
+    fields were painted from, N_total^(1/3) (an integer for a lattice run; non-integer for
+    e.g. gas cells), stored when given (None: fields not painted from particles);
+    ``extra_attrs``: further attributes (dicts are JSON-encoded).
     """
     lr, hr = _check_cube("lr", lr), _check_cube("hr", hr)
     if not box_size > 0:
         raise ValueError(f"box_size must be > 0 [Mpc/h], got {box_size}")
     cosmo = cosmology if isinstance(cosmology, dict) else cosmology.to_dict()
+    particles = {name: value for name, value in (("lr_particles", lr_particles),
+                                                 ("hr_particles", hr_particles)) if value is not None}
     with atomic_h5(path) as f:
         f.create_dataset("lr", data=lr)
         f.create_dataset("hr", data=hr)
         write_attrs(f, box_size=float(box_size), redshift=float(redshift), cosmology=cosmo,
-                    **extra_attrs)
+                    **particles, **extra_attrs)
 
 
 def read_pair(path):

@@ -35,7 +35,9 @@ class PairConfig:
     (LR; None means ``grid``) cells per side, each fitting its particle lattice (module
     docstring); output ``redshift`` >= 0; ``steps`` KDK steps linear in a from ``z_init`` >
     ``redshift``; force mesh ``force_mesh_factor`` times the particle lattice. Invalid values
-    raise :class:`~sims.errors.InputError` naming the field.
+    raise :class:`~sims.errors.InputError` naming the field. The field names are the paired
+    file's attribute names: :func:`sims.pairfile.write_pair` takes ``box_size``, ``redshift``,
+    ``lr_particles`` and ``hr_particles`` as its own and stores the rest as they are.
     """
 
     seed: int
@@ -81,13 +83,6 @@ class PairConfig:
         """The :class:`sims.pm.PMConfig` of the run with ``n_particles`` per side."""
         return pm.PMConfig(n_particles=n_particles, box_size=self.box_size, B=self.force_mesh_factor,
                            steps=self.steps, a_init=1 / (1 + self.z_init), a_final=1 / (1 + self.redshift))
-
-    def attrs(self):
-        """File attributes describing the run (everything but ``box_size`` and ``redshift``,
-        which :func:`sims.pairfile.write_pair` stores itself)."""
-        attrs = asdict(self)
-        del attrs["box_size"], attrs["redshift"]
-        return attrs
 
 
 def check_fits(n_particles, grid, source):
@@ -148,10 +143,9 @@ def write_simulated_pair(out_path, config, cosmo, keep_snapshots_dir=None, progr
     """Run the LR and HR simulations of ``config`` and write the paired box ``out_path``.
 
     LR (``lr_particles``^3) is painted on ``lr_grid``, HR on ``grid``, both CIC overdensity
-    float32 without deconvolution; datasets ``lr``, ``hr`` and the attributes of
-    :meth:`PairConfig.attrs` plus ``box_size``, ``redshift``, ``cosmology``. With
-    ``keep_snapshots_dir`` the final particles are also written there as ``snap_lr.hdf5`` and
-    ``snap_hr.hdf5``. The pair file is written last and atomically, so its existence means the
+    float32 without deconvolution; datasets ``lr``, ``hr``, attributes ``cosmology`` and every
+    field of ``config``. With ``keep_snapshots_dir`` the final particles are also written there
+    as ``snap_lr.hdf5`` and ``snap_hr.hdf5``. The pair file is written last and atomically, so its existence means the
     box is complete. ``progress``: tqdm bars over the PM steps.
     """
     fields = {}
@@ -163,8 +157,7 @@ def write_simulated_pair(out_path, config, cosmo, keep_snapshots_dir=None, progr
             save_snapshot(os.path.join(keep_snapshots_dir, f"snap_{label}.hdf5"), positions, momenta,
                           config, cosmo)
         fields[label] = paint_overdensity(positions, g, config.box_size)
-    write_pair(out_path, fields["lr"], fields["hr"], box_size=config.box_size,
-               redshift=config.redshift, cosmology=cosmo, **config.attrs())
+    write_pair(out_path, fields["lr"], fields["hr"], cosmology=cosmo, **asdict(config))
 
 
 @contextlib.contextmanager
@@ -187,7 +180,7 @@ def pair_complete(path, config, cosmo):
         return False
     with open_h5(path) as f:
         stored = {k: f.attrs[k] for k in f.attrs}
-    wanted = {**config.attrs(), "box_size": config.box_size, "redshift": config.redshift}
+    wanted = asdict(config)
     stored_cosmo = json.loads(stored.get("cosmology", "{}"))
     different = [k for k, v in wanted.items() if k not in stored or not _same(stored[k], v)]
     different += [f"cosmology.{k}" for k, v in cosmo.to_dict().items()

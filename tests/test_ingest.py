@@ -36,7 +36,8 @@ def test_cli_ingest_writes_pair_with_attributes(tmp_path, capsys):
     out = tmp_path / "pair.h5"
     code = main(["ingest", "--lr", str(tmp_path / "lr.hdf5"), "--hr", str(tmp_path / "snapdir_001"),
                  "--hr-type", "gas", "--grid", str(N), "--lr-grid", str(N // 2), "--out", str(out)])
-    assert code == 0 and "wrote" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert code == 0 and f"lr {N // 2}^3 from {2 * N}^3 particles, hr {N}^3 from {N}^3 gas" in printed
     lr, hr, attrs = read_pair(out)
     assert lr.shape == (N // 2,) * 3 and hr.shape == (N,) * 3 and hr.dtype == np.float32
     # a lattice with 8 particles per LR cell paints to a uniform field: delta = 0
@@ -47,7 +48,7 @@ def test_cli_ingest_writes_pair_with_attributes(tmp_path, capsys):
     assert attrs["box_size"] == pytest.approx(BOX) and attrs["redshift"] == 1.0
     assert attrs["cosmology"] == pytest.approx({"Omega_m": 0.3, "Omega_L": 0.7, "h": 0.7, "Omega_b": 0.05})
     assert attrs["seed"] == -1 and attrs["hr_type"] == "gas"
-    assert attrs["n_particles_lr"] == (2 * N) ** 3 and attrs["n_particles_hr"] == N ** 3
+    assert (attrs["lr_particles"], attrs["hr_particles"]) == (2 * N, N)     # per side, as simulate
     assert attrs["lr_source"].endswith("lr.hdf5") and attrs["hr_source"].endswith("snap_001.0.hdf5")
     assert attrs["created_by"].startswith("cosmo-sr-emulator")
 
@@ -58,8 +59,11 @@ def test_dark_matter_hr_on_default_grid_conserves_mass(tmp_path):
         write_snapshot(tmp_path / name, pos, np.zeros_like(pos), None, BOX, 0.0, COSMO, 1.0)
     attrs = ingest_pair(tmp_path / "lr.hdf5", tmp_path / "hr.hdf5", tmp_path / "p.h5", N,
                         mas="tsc", progress=False)
-    lr, hr, _ = read_pair(tmp_path / "p.h5")
+    lr, hr, stored = read_pair(tmp_path / "p.h5")
     assert attrs["lr_grid"] == N and lr.shape == hr.shape == (N,) * 3
+    # 500 particles are no cube: per side 500^(1/3) = 7.937..., from which 500 is recovered
+    assert stored["hr_particles"] == pytest.approx(7.9370052598409974, rel=1e-15)
+    assert round(stored["lr_particles"] ** 3) == 500
     np.testing.assert_array_equal(lr, hr)
     assert abs(hr.mean(dtype=np.float64)) < 1e-6 and hr.std() > 0.1
 

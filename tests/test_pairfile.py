@@ -13,12 +13,13 @@ def test_round_trip_with_different_grids(tmp_path):
     lr, hr = rng.standard_normal((4, 4, 4)), rng.standard_normal((8, 8, 8))
     path = tmp_path / "box.h5"
     write_pair(path, lr, hr, box_size=50.0, redshift=0.5, cosmology=PLANCK18, seed=7,
-               n_particles_lr=64)
+               lr_particles=4, hr_particles=8)
     lr2, hr2, attrs = read_pair(path)
     assert lr2.dtype == np.float32 and hr2.shape == (8, 8, 8)
     np.testing.assert_array_equal(lr2, lr.astype(np.float32))
     np.testing.assert_array_equal(hr2, hr.astype(np.float32))
     assert attrs["box_size"] == 50.0 and attrs["redshift"] == 0.5 and attrs["seed"] == 7
+    assert (attrs["lr_particles"], attrs["hr_particles"]) == (4, 8)
     assert attrs["cosmology"] == PLANCK18.to_dict()
     assert "cosmo-sr-emulator" in attrs["created_by"]
 
@@ -31,6 +32,14 @@ def test_write_rejects_bad_fields_and_leaves_nothing(tmp_path, lr, hr, words):
     with pytest.raises(ValueError, match=words):
         write_pair(tmp_path / "box.h5", lr, hr, box_size=1.0, redshift=0.0, cosmology={})
     assert list(tmp_path.iterdir()) == []
+
+
+def test_particle_counts_are_stored_only_when_given(tmp_path):
+    """Fields not painted from particles (e.g. synthetic ones) carry no particle counts."""
+    field = np.zeros((4, 4, 4))
+    write_pair(tmp_path / "box.h5", field, field, box_size=1.0, redshift=0.0, cosmology={})
+    attrs = read_pair(tmp_path / "box.h5")[2]
+    assert "lr_particles" not in attrs and "hr_particles" not in attrs
 
 
 def test_read_rejects_missing_dataset_and_box_size(tmp_path):

@@ -39,6 +39,6 @@ def run(args):
 
     attrs = ingest_pair(args.lr, args.hr, args.out, args.grid, hr_type=args.hr_type,
                         mas=args.mas, lr_grid=args.lr_grid, length_unit=args.length_unit)
-    print(f"wrote {args.out}: lr {attrs['lr_grid']}^3 from {attrs['n_particles_lr']} particles, "
-          f"hr {attrs['grid']}^3 from {attrs['n_particles_hr']} {args.hr_type} particles")
+    print(f"wrote {args.out}: lr {attrs['lr_grid']}^3 from {attrs['lr_particles']:g}^3 particles, "
+          f"hr {attrs['grid']}^3 from {attrs['hr_particles']:g}^3 {args.hr_type} particles")
     return 0
