@@ -75,6 +75,12 @@ def _as_float(name, value):
 
 PLANCK18 = Cosmology()
 
+# Critical density today, rho_crit = 3 H0^2 / (8 pi G) with H0 = 100 h km/s/Mpc:
+# 2.77536627e11 h^2 Msun / Mpc^3 (Particle Data Group, Review of Particle Physics, table 2.1
+# "Astrophysical constants and parameters"), here in the Gadget units 1e10 Msun/h per (Mpc/h)^3,
+# which take out the h^2.
+RHO_CRIT = 27.7536627
+
 
 # ---------------------------------------------------------------- background
 

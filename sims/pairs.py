@@ -18,12 +18,11 @@ import numpy as np
 from tqdm import tqdm
 
 from sims import ics, lpt, mesh, pm
+from sims.cosmology import RHO_CRIT
 from sims.errors import InputError
 from sims.h5io import open_h5
 from sims.pairfile import write_pair
 from sims.snapshot import write_snapshot
-
-RHO_CRIT = 27.7536627   # critical density today, 3 H0^2 / (8 pi G) [1e10 Msun/h / (Mpc/h)^3]
 
 
 @dataclass(frozen=True)
@@ -95,8 +94,8 @@ def check_fits(n_particles, grid, source):
 
 def particle_mass(cosmo, box_size, n_total):
     """Mass of one of ``n_total`` equal particles filling a box of side L [Mpc/h] at the mean
-    matter density: rho_crit Omega_m L^3 / n_total [1e10 Msun/h] (rho_crit = 3 H0^2 / (8 pi G)
-    = 2.775e11 h^2 Msun / Mpc^3)."""
+    matter density: rho_crit Omega_m L^3 / n_total [1e10 Msun/h] (rho_crit = 3 H0^2 / (8 pi G),
+    :data:`sims.cosmology.RHO_CRIT`)."""
     return RHO_CRIT * cosmo.Omega_m * box_size ** 3 / n_total
 
 

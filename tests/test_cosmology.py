@@ -95,6 +95,14 @@ def test_background():
     assert cm.E(P18, a) ** 2 == pytest.approx(P18.Omega_m * 8 + 1 - P18.Omega_m)
 
 
+def test_critical_density_from_the_nominal_solar_mass_parameter():
+    """3 H0^2 / (8 pi G) at H0 = 100 km/s/Mpc from GM_sun = 1.3271244e20 m^3/s^2 (IAU 2015
+    Resolution B3, nominal) and 1 Mpc = 648000e6 / pi au, au = 149597870700 m (IAU 2012)."""
+    mpc = 648000e6 / np.pi * 149597870700.0                      # m
+    G = 1.3271244e20 / mpc / 1e6                                  # Mpc (km/s)^2 / Msun
+    assert cm.RHO_CRIT == pytest.approx(3 * 100.0 ** 2 / (8 * np.pi * G) / 1e10, rel=1e-8)
+
+
 def test_sigma8_normalisation_and_independent_integral():
     """sigma(8) = sigma8 by construction; sigma(R) at another radius against adaptive quadrature."""
     assert cm.sigma_R(P18, 8.0) == pytest.approx(P18.sigma8, rel=1e-10)
