@@ -94,9 +94,18 @@ def window(n, mas):
     """Mass-assignment window W = prod_i sinc^p(pi n_i / n) on the n^3 rfft grid, float64
     (n, n, n//2+1); integer modes n_i from :func:`sims.fft.integer_modes`, Nyquist planes
     included (W = (2/pi)^p there): the Fourier transform of the order-p assignment kernel, the unit
-    cell box convolved p times (Hockney & Eastwood 1988, ch. 5 and 7; Jing 2005, ApJ 620, 559)."""
-    wx, wy, wz = _window_factors(n, mas_order(mas))
+    cell box convolved p times (Hockney & Eastwood 1988, ch. 5 and 7; Jing 2005, ApJ 620, 559).
+    To divide a spectrum by W, use :func:`window_factors`, which never builds this array."""
+    wx, wy, wz = window_factors(n, mas)
     return wx * wy * wz
+
+
+def window_factors(n, mas):
+    """The three 1D factors sinc^p(pi n_i / n) of :func:`window`, float64, broadcastable as
+    (n, 1, 1), (1, n, 1), (1, 1, n//2+1): dividing an rfft spectrum by each in turn divides it by
+    W in O(n) memory instead of an n^3 float64 window."""
+    order = mas_order(mas)
+    return tuple(np.sinc(modes / n) ** order for modes in fft.integer_modes(n))
 
 
 def deconvolve(field, mas):
@@ -107,7 +116,7 @@ def deconvolve(field, mas):
     """
     field = _as_field(field)
     spectrum = fft.rfftn(field)
-    for factor in _window_factors(field.shape[0], mas_order(mas)):
+    for factor in window_factors(field.shape[0], mas):
         spectrum /= factor
     return fft.irfftn(spectrum, field.shape)
 
@@ -190,11 +199,6 @@ def _resample_half_axis(spectrum, n, n_new):
         else:
             out[..., m // 2] = plane + np.conj(np.roll(plane[::-1, ::-1], 1, axis=(0, 1)))
     return out
-
-
-def _window_factors(n, order):
-    """The three broadcastable 1D factors sinc^p(pi n_i / n) of :func:`window`."""
-    return tuple(np.sinc(modes / n) ** order for modes in fft.integer_modes(n))
 
 
 def _chunk_bounds(counts):

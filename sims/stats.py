@@ -109,10 +109,13 @@ def bin_modes(values):
 
 def fourier_modes(field, mas=None):
     """Unnormalised rfft of ``field`` with the mass-assignment window ``sims.mesh.window`` of
-    scheme ``mas`` divided out (no division for ``mas=None``); complex64 for float32 input."""
+    scheme ``mas`` divided out (no division for ``mas=None``); complex64 for float32 input.
+    The window is divided out factor by factor (``sims.mesh.window_factors``, in the spectrum's
+    precision), so no n^3 window array is built."""
     d = fft.rfftn(field)
     if mas is not None:
-        d /= mesh.window(field.shape[0], mas).astype(d.real.dtype)
+        for factor in mesh.window_factors(field.shape[0], mas):
+            d /= factor.astype(d.real.dtype)
     return d
 
 

@@ -157,6 +157,9 @@ def test_window_values_and_deconvolve_inverts_it():
     n = 8
     assert mesh.window(n, "cic")[4, 0, 0] == pytest.approx((2 / np.pi) ** 2)
     assert mesh.window(n, "tsc")[0, 0, 0] == 1.0
+    factors = mesh.window_factors(n, "TSC")
+    assert [f.shape for f in factors] == [(n, 1, 1), (1, n, 1), (1, 1, n // 2 + 1)]
+    np.testing.assert_array_equal(factors[0] * factors[1] * factors[2], mesh.window(n, "tsc"))
     field = np.random.default_rng(11).standard_normal((n,) * 3)
     smoothed = fft.irfftn(fft.rfftn(field) * mesh.window(n, "tsc"), field.shape)
     np.testing.assert_allclose(mesh.deconvolve(smoothed, "tsc"), field, atol=1e-12)

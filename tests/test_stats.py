@@ -1,5 +1,7 @@
 """Power spectra, cross power, r(k) and transfer function against the analytic values of
 REFERENCE.md and against powerbox as an independent code."""
+import tracemalloc
+
 import numpy as np
 import powerbox
 import pytest
@@ -156,6 +158,21 @@ def test_window_deconvolution_of_a_painted_plane_wave(mas):
     w = np.prod(np.sinc(n0 / n)) ** mesh.MAS_ORDER[mas]
     assert abs(deconvolved / (amp / 2) - 1) < 0.04
     assert abs(raw / (w * amp / 2) - 1) < 0.04
+
+
+def test_window_deconvolution_allocates_no_window_array():
+    """fourier_modes divides the separable window out factor by factor: on top of the transform
+    it allocates O(n) factors and at most numpy's fixed ufunc buffer (64 KiB), not an n^3
+    window (which would be 1.5 times the spectrum's bytes as float64 plus float32)."""
+    field = white_noise(64, 1.0, seed=9)
+    stats.fourier_modes(field, "cic")                   # FFT plans made outside the measurement
+    peaks = []
+    for mas in (None, "cic"):
+        tracemalloc.start()
+        spectrum = stats.fourier_modes(field, mas)
+        peaks.append(tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
+    assert peaks[1] - peaks[0] < 0.25 * spectrum.nbytes
 
 
 @pytest.mark.parametrize("mas", ["cic", "tsc"])
