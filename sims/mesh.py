@@ -63,7 +63,8 @@ def readout(field, positions, box_size, mas="cic", out=None):
 
     field: (n, n, n) float32 or float64 grid with node i at i L / n; the result has its dtype.
     out: optional C-contiguous (N,) array of that dtype to fill and return (reuse it in a
-    time-stepping loop). Readout is the adjoint of :func:`paint`: sum_p w_p readout(f)_p equals
+    time-stepping loop): a row ``acc[j]`` of a (3, N) array is fine, a strided column such as
+    ``acc[:, j]`` of an (N, 3) array is a ValueError. Readout is the adjoint of :func:`paint`: sum_p w_p readout(f)_p equals
     sum over nodes of paint(w) * f.
     """
     order = mas_order(mas)

@@ -127,6 +127,19 @@ def test_readout_is_adjoint_of_paint(mas):
     assert np.sum(painted * field) == pytest.approx(weights @ read, rel=1e-12)
 
 
+def test_readout_out_must_be_c_contiguous():
+    """As the docstring says: a row of a (3, N) buffer is filled in place, a column of an (N, 3)
+    buffer (strided) is refused."""
+    positions = particles(100, 20.0, seed=17)
+    field = np.random.default_rng(18).standard_normal((10,) * 3).astype(np.float32)
+    rows = np.zeros((3, 100), np.float32)
+    returned = mesh.readout(field, positions, 20.0, out=rows[1])
+    assert np.shares_memory(returned, rows) and not rows[[0, 2]].any()
+    np.testing.assert_array_equal(rows[1], mesh.readout(field, positions, 20.0))
+    with pytest.raises(ValueError, match="C-contiguous"):
+        mesh.readout(field, positions, 20.0, out=np.zeros((100, 3), np.float32)[:, 0])
+
+
 def window_by_quadrature(mode, n, mas):
     """W(k) = integral over one cell of sum_j K(j - u) exp(-i theta (j - u)) du, theta = 2 pi m / n:
     paint particles at Gauss-Legendre points of the cell with weights cos and sin(theta.u) and take
