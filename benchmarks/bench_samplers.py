@@ -1,0 +1,229 @@
+"""The headline benchmark (issue 5): fast samplers against the reference's 2000-step ddpm.
+
+For held-out paired boxes, ``--crops`` tile-sized crops per file (LR and HR, periodic, positions
+drawn from ``--seed``; a box of exactly one tile gives one crop) are generated from their LR alone
+with every sampler at every NFE (network evaluations per sample; converted to steps with
+``emulator.samplers.evaluations``: heun makes 2N - 1 of them in N steps, so it gets the most steps
+that fit), over ``--seeds`` seeds, with and without the LR-consistent band replacement. The
+baseline is ``ddpm`` over ``--baseline-steps`` trained levels without LR consistency (the
+reference's method), sampled with the same seeds. Per configuration, with P the mean over crops
+and seeds of each sample's P(k), sigma the seed scatter of P (standard deviation over seeds,
+pooled over crops: a single sample's scatter, not that of the mean) and k_Nyq = pi / HR spacing:
+
+    dP/2, dP      max |P / P_base - 1| over k < k_Nyq / 2 and over k < k_Nyq
+    z             max |P - P_base| / sigma_base over k < k_Nyq: below 1, the configuration's mean
+                  P(k) is within the baseline's own seed scatter everywhere (the issue's goal)
+    s/s_b         mean over k < k_Nyq of sigma / sigma_base (sample diversity; 1 is the baseline's)
+    r/2, rmin/2   mean and minimum over k < k_Nyq / 2 of r(k) with the HR truth
+    P/Pt lo       mean of P / P_truth over k < half the LR Nyquist (pi / (2 LR spacing))
+    r lo, rLR lo  mean r(k) with the truth there, of the samples and of the LR itself
+    s/sample      wall seconds of generation per sample (batch ``--batch``, after a warm-up call)
+
+Spectra: ``sims.stats.ensemble`` (DESIGN.md convention, no window deconvolution) on the tile
+as a periodic cube of side tile x spacing [Mpc/h]. Bands with no shell give NaN (JSON null).
+
+    python benchmarks/bench_samplers.py --model CKPT --pairs FILE [FILE ...] [--json OUT]
+    python benchmarks/bench_samplers.py --quick --model CKPT --pairs FILE   # smoke run (~400 tile evaluations)
+"""
+import argparse
+import sys
+import time
+
+import numpy as np
+from tqdm import tqdm
+
+from emulator.checkpoint import load_model
+from emulator.data import load_pairs, periodic_crop
+from emulator.generate import generate_tiles
+from emulator.samplers import SAMPLERS, evaluations
+from sims import stats
+from sims.errors import InputError
+from sims.validation import _jsonable, write_report
+
+FULL = {"samplers": "ddpm,ddim,dpmpp-2m,dpmpp-2m-sde,heun", "nfe": "5,10,20,50,100", "seeds": 8,
+        "baseline_steps": 2000, "crops": 4}
+QUICK = {**FULL, "seeds": 2, "nfe": "5,10", "baseline_steps": 50, "crops": 1}
+"""Option defaults of a full run and of ``--quick`` (a smoke run); explicit options override both."""
+
+
+def steps_for(sampler, nfe):
+    """The most steps of ``sampler`` whose network evaluations do not exceed ``nfe``."""
+    return max(s for s in range(1, nfe + 1) if evaluations(sampler, s) <= nfe)
+
+
+def held_out_crops(paths, model, crops, seed):
+    """(lr, hr) float32 (C, t, t, t) overdensity crops on the HR grid: ``crops`` per file at
+    origins from ``np.random.default_rng([seed, file index])``, or the whole box if it is one tile."""
+    tile = model.tile
+    lr, hr = [], []
+    for i, box in enumerate(load_pairs(paths, tile)):
+        for name, have, want in (("HR", box.spacing, model.spacing), ("LR", box.box_size / box.n_lr, model.lr_spacing)):
+            if abs(have / want - 1) > 1e-6:
+                raise InputError(box.source, f"{name} grid spacing {have:.6g} Mpc/h differs from the "
+                                             f"model's {want:.6g} Mpc/h")
+        n = box.hr.shape[0]
+        origins = np.zeros((1, 3), int) if n == tile else np.random.default_rng([seed, i]).integers(0, n, (crops, 3))
+        lr += [periodic_crop(box.lr, o, tile) for o in origins]
+        hr += [periodic_crop(box.hr, o, tile) for o in origins]
+    return np.stack(lr), np.stack(hr)
+
+
+def sample_spectra(model, lr, hr, n_seeds, sampler, steps, batch, **options):
+    """Generate ``n_seeds`` samples of every crop (seed c * n_seeds + s for crop c, sample s) and
+    return their P(k) and r(k) with the truth, (C, S, nbins) each, and seconds per sample."""
+    tiles = np.repeat(lr, n_seeds, axis=0)
+    seeds = list(range(len(tiles)))
+    start = time.perf_counter()
+    sr = generate_tiles(model, tiles, None, None, seeds, sampler, steps, batch, **options)
+    seconds = (time.perf_counter() - start) / len(tiles)
+    box = model.tile * model.spacing
+    ens = [stats.ensemble(truth, sr[c * n_seeds:(c + 1) * n_seeds], box) for c, truth in enumerate(hr)]
+    return np.stack([e.pk_samples for e in ens]), np.stack([e.r_samples for e in ens]), seconds
+
+
+def band_mean(values, band):
+    """Mean of ``values`` over the shells in ``band`` (NaN when the band is empty)."""
+    return float(values[band].mean()) if band.any() else float("nan")
+
+
+def summarize(pk, r, base_pk, truth, bands):
+    """The table's figures (module docstring) of samples ``pk``, ``r`` (C, S, nbins) against the
+    baseline's ``base_pk`` and the ``truth`` dict (pk, r_lr: (C, nbins)); per-k arrays too."""
+    half, full, low = bands
+    mean, base = pk.mean(axis=(0, 1)), base_pk.mean(axis=(0, 1))
+    scatter, base_scatter = (np.sqrt(p.var(axis=1, ddof=1).mean(axis=0)) for p in (pk, base_pk))
+    dev, z = mean / base - 1, np.abs(mean - base) / base_scatter
+    r_mean, truth_ratio = r.mean(axis=(0, 1)), mean / truth["pk"].mean(axis=0)
+    return {"dP_half": float(np.abs(dev[half]).max()), "dP_nyq": float(np.abs(dev[full]).max()),
+            "z_max": float(z[full].max()), "scatter_ratio": band_mean(scatter / base_scatter, full),
+            "r_half": band_mean(r_mean, half), "r_min_half": float(r_mean[half].min()),
+            "pk_truth_low": band_mean(truth_ratio, low),
+            "r_low": band_mean(r_mean, low), "r_lr_low": band_mean(truth["r_lr"].mean(axis=0), low),
+            "per_k": {"pk_ratio_baseline": dev + 1, "z": z, "scatter_ratio": scatter / base_scatter,
+                      "r": r_mean, "pk_ratio_truth": truth_ratio}}
+
+
+COLUMNS = (("sampler", "sampler", "s"), ("NFE", "nfe", "d"), ("steps", "steps", "d"),
+           ("LRc", "lr_consistency", "g"), ("dP/2", "dP_half", ".4f"), ("dP", "dP_nyq", ".4f"),
+           ("z", "z_max", ".2f"), ("s/s_b", "scatter_ratio", ".3f"), ("r/2", "r_half", ".4f"),
+           ("rmin/2", "r_min_half", ".4f"), ("P/Pt lo", "pk_truth_low", ".4f"),
+           ("r lo", "r_low", ".4f"), ("rLR lo", "r_lr_low", ".4f"), ("s/sample", "seconds", ".3f"))
+"""Table columns: header, result key, number format (LRc: the LR band fraction, or off)."""
+
+
+def table(rows):
+    """Aligned plain-text table of result rows (one line per configuration)."""
+    cells = [[head for head, _, _ in COLUMNS]]
+    cells += [["off" if row[key] is None else format(row[key], fmt) for _, key, fmt in COLUMNS] for row in rows]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(COLUMNS))]
+    return "\n".join("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths)))
+                     for line in cells)
+
+
+def truth_spectra(lr, hr, box_size):
+    """k [h/Mpc], the HR truth's P(k) and the LR's r(k) with it, (C, nbins), of every crop."""
+    ens = [stats.ensemble(truth, [crop], box_size) for truth, crop in zip(hr, lr)]
+    return {"k": ens[0].k, "pk": np.stack([e.pk_truth for e in ens]),
+            "r_lr": np.stack([e.r_samples[0] for e in ens])}
+
+
+def run_benchmark(model, lr, hr, samplers, nfes, lr_modes, n_seeds, baseline_steps, batch, options):
+    """Baseline first, then every (LR mode, sampler, NFE); returns (shells, result rows) with
+    shells = {k, k_nyquist, k_lr_half} [h/Mpc]."""
+    box_size = model.tile * model.spacing
+    truth = truth_spectra(lr, hr, box_size)
+    k, k_nyq = truth["k"], stats.k_nyquist(model.tile, box_size)
+    k_lr_half = 0.5 * np.pi / model.lr_spacing
+    bands = (k < k_nyq / 2, k < k_nyq, k < k_lr_half)
+    configs = [("ddpm", baseline_steps, None)] + [(s, steps_for(s, n), f) for f in lr_modes
+                                                  for s in samplers for n in nfes]
+    generate_tiles(model, lr[:batch], None, None, range(min(batch, len(lr))), "ddim", 1, batch, **options)
+    bar = tqdm(total=sum(evaluations(s, n) for s, n, _ in configs) * len(lr) * n_seeds, unit="eval")
+    rows, base = [], None
+    for sampler, steps, fraction in configs:
+        bar.set_postfix_str(f"{sampler} x{steps} LRc {fraction}")
+        pk, r, seconds = sample_spectra(model, lr, hr, n_seeds, sampler, steps, batch,
+                                        lr_consistency=fraction, **options)
+        base = pk if base is None else base
+        rows.append({"sampler": sampler, "nfe": evaluations(sampler, steps), "steps": steps,
+                     "lr_consistency": fraction, "seconds": seconds, **summarize(pk, r, base, truth, bands)})
+        bar.update(evaluations(sampler, steps) * len(lr) * n_seeds)
+    bar.close()
+    return {"k": k, "k_nyquist": k_nyq, "k_lr_half": k_lr_half}, rows
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", required=True, help="Model checkpoint (training or inference) to benchmark.")
+    p.add_argument("--pairs", required=True, nargs="+", metavar="FILE",
+                   help="Held-out paired box files (datasets lr, hr) on the model's grid spacings.")
+    p.add_argument("--samplers", help=f"Comma-separated samplers (default {FULL['samplers']}).")
+    p.add_argument("--nfe", help=f"Comma-separated network evaluations per sample (default {FULL['nfe']}).")
+    p.add_argument("--seeds", type=int, help=f"Samples per crop, at least 2 (default {FULL['seeds']}).")
+    p.add_argument("--baseline-steps", type=int,
+                   help=f"Steps of the ddpm baseline over the trained levels (default {FULL['baseline_steps']}).")
+    p.add_argument("--crops", type=int,
+                   help=f"Tile-sized crops per file; one if the box is one tile (default {FULL['crops']}).")
+    p.add_argument("--lr-consistency", choices=("both", "on", "off"), default="both",
+                   help="Sample with the LR-consistent band replacement, without it, or both (default both).")
+    p.add_argument("--lr-fraction", type=float, default=0.5,
+                   help="With LR consistency on, the band below this fraction of the LR Nyquist "
+                        "comes from the LR (default 0.5).")
+    p.add_argument("--clip", action=argparse.BooleanOptionalAction, default=True,
+                   help="Clamp x0 estimates to the training range, as the reference does (default on; "
+                        "an unclipped weak model can produce non-finite samples).")
+    p.add_argument("--bf16", action="store_true", help="bf16 autocast of the network on CUDA.")
+    p.add_argument("--batch", type=int, default=8, help="Tiles per network batch (default 8).")
+    p.add_argument("--seed", type=int, default=0, help="Seed of the crop positions (default 0).")
+    p.add_argument("--device", default=None, help="Torch device (default cuda when available, else cpu).")
+    p.add_argument("--quick", action="store_true",
+                   help=f"Smoke run: defaults {', '.join(f'{k} {v}' for k, v in QUICK.items() if FULL[k] != v)}.")
+    p.add_argument("--json", default=None, help="Also write the results to this JSON file (atomically).")
+    args = p.parse_args(argv)
+    for key, value in (QUICK if args.quick else FULL).items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    return args
+
+
+def checked_lists(args):
+    """(samplers, nfes, LR modes) from the options; InputError on bad values."""
+    samplers = args.samplers.split(",")
+    unknown = [s for s in samplers if s not in SAMPLERS]
+    if unknown:
+        raise InputError("--samplers", f"unknown {unknown}; choose from {sorted(SAMPLERS)}")
+    try:
+        nfes = [int(n) for n in args.nfe.split(",")]
+    except ValueError:
+        raise InputError("--nfe", f"expected comma-separated integers, got {args.nfe!r}") from None
+    for flag, value, least in (("--nfe", min(nfes), 1), ("--seeds", args.seeds, 2), ("--crops", args.crops, 1),
+                               ("--baseline-steps", args.baseline_steps, 1), ("--batch", args.batch, 1)):
+        if value < least:
+            raise InputError(flag, f"must be at least {least}, got {value}")
+    modes = {"both": (None, args.lr_fraction), "on": (args.lr_fraction,), "off": (None,)}[args.lr_consistency]
+    return samplers, nfes, modes
+
+
+def main(argv=None):
+    import torch
+    args = parse_args(argv)
+    try:
+        samplers, nfes, modes = checked_lists(args)
+        model = load_model(args.model, args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        lr, hr = held_out_crops(args.pairs, model, args.crops, args.seed)
+    except InputError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    shells, rows = run_benchmark(model, lr, hr, samplers, nfes, modes, args.seeds, args.baseline_steps,
+                            args.batch, {"clip": args.clip, "bf16": args.bf16})
+    print(f"{len(lr)} crops of {model.tile}^3 x {args.seeds} seeds, baseline ddpm x{args.baseline_steps}, "
+          f"device {model.device}")
+    print(table(rows))
+    if args.json:
+        settings = {key: value for key, value in vars(args).items() if key != "json"}
+        write_report(_jsonable({"settings": settings, **shells, "rows": rows}), args.json)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
