@@ -237,8 +237,8 @@ def upsample_box(model_path, lr_spec, out_path, *, tile=None, core=None, sampler
                  seed=0, batch_size=8, resume=False, force=False, comm=None, generator=None,
                  generate_options=None):
     """Outpaint the LR box ``lr_spec`` (FILE[:DATASET], default dataset ``lr``) into dataset
-    ``sr`` of ``out_path`` with the model ``model_path``; collective over ``comm`` (default
-    COMM_WORLD). Returns ``out_path``.
+    ``sr`` (1, n, n, n) of ``out_path`` with the model ``model_path``; collective over ``comm``
+    (default COMM_WORLD). Returns ``out_path``.
 
     tile, core [voxels]: default the model's. sampler, steps: passed to generate_tiles.
     seed: global seed; tile i draws its noise from ``tile_seed(seed, i)``. batch_size: tiles per

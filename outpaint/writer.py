@@ -10,7 +10,9 @@ State directory ``OUT.partial/`` (on a file system every rank sees):
   (:meth:`outpaint.plan.Plan.row_position`) are complete. After every tile batch the owner
   flushes the new cores, then replaces the JSON: a kill loses at most the batch in flight.
 
-Output: one HDF5 file, dataset ``sr`` (n, n, n) float32. Written by rank 0 alone, streaming the
+Output: one HDF5 file, dataset ``sr`` (1, n, n, n) float32: one sample, with the leading sample
+axis that ``emulator upsample`` gives a one-tile box's K samples, so ``sr`` always reads as
+(samples, n, n, n) (``sims.validation`` takes every sample). Written by rank 0 alone, streaming the
 row files of the state directory in order, through ``sims.h5io.atomic_h5`` (temporary name,
 renamed when complete), then the state directory is removed. Memory: one block row. Why not
 the two alternatives: slab writes by turns need every rank to reopen one file, which the serial
@@ -117,14 +119,14 @@ class RunState:
 
 
 def write_output(out_path, state, **attrs):
-    """Write dataset ``sr`` (n, n, n) float32 from the complete ``state`` row by row into
-    ``out_path`` (atomic: temporary name, renamed when complete), with attributes ``attrs`` plus
-    ``created_by``. Memory: one block row."""
+    """Write dataset ``sr`` (1, n, n, n) float32 (one sample, module docstring) from the complete
+    ``state`` row by row into ``out_path`` (atomic: temporary name, renamed when complete), with
+    attributes ``attrs`` plus ``created_by``. Memory: one block row."""
     plan = state.plan
     if not state.complete():
         raise RuntimeError(f"{state.directory}: rows are incomplete; cannot write {out_path}")
     with atomic_h5(out_path) as f:
-        dset = f.create_dataset("sr", shape=(plan.n,) * 3, dtype=np.float32)
+        dset = f.create_dataset("sr", shape=(1,) + (plan.n,) * 3, dtype=np.float32)
         for bx in range(plan.blocks):
-            dset[bx * plan.core:(bx + 1) * plan.core] = state.row(bx, mode="r")
+            dset[0, bx * plan.core:(bx + 1) * plan.core] = state.row(bx, mode="r")
         write_attrs(f, **attrs)

@@ -242,4 +242,4 @@ def test_upsample_larger_box_goes_to_outpainting(tmp_path, model_file):
     assert main(["upsample", "--model", str(model_file), "--lr", str(lr), "--out", str(out),
                  "--steps", "1", "--batch", "64"]) == 0
     with h5py.File(out, "r") as f:
-        assert f["sr"].shape == (32, 32, 32) and f.attrs["sampler"] == "dpmpp-2m"
+        assert f["sr"].shape == (1, 32, 32, 32) and f.attrs["sampler"] == "dpmpp-2m"

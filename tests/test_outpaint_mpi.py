@@ -49,8 +49,10 @@ def lognormal(n, seed):
 
 
 def read_sr(path):
+    """The one sample of an outpainted file, (n, n, n), and the file's attributes."""
     with h5py.File(path, "r") as f:
-        return f["sr"][...], dict(f.attrs)
+        assert f["sr"].shape[0] == 1 and f["sr"].ndim == 4          # sample axis, as upsample's
+        return f["sr"][0], dict(f.attrs)
 
 
 def logged_seeds(directory):

@@ -96,6 +96,17 @@ def write_h5(path, box_size=BOX, **datasets):
     return str(path)
 
 
+def test_read_inputs_takes_one_sample_files_with_and_without_the_sample_axis(tmp_path):
+    """An outpainted file ('sr' (1, n, n, n)) and a bare (n, n, n) field read as one sample each."""
+    truth, pred = lognormal(10), lognormal(11)
+    pair = write_h5(tmp_path / "pair.h5", hr=truth)
+    axis, bare = write_h5(tmp_path / "axis.h5", sr=pred[None]), write_h5(tmp_path / "bare.h5", sr=pred)
+    _, preds, _ = validation.read_inputs(pair, [axis, bare])
+    assert len(preds) == 2
+    for sample in preds:
+        np.testing.assert_array_equal(sample.data, pred)
+
+
 def test_cli_writes_report_and_plots_with_stacked_samples(tmp_path, capsys):
     truth = lognormal(6)
     pair = write_h5(tmp_path / "pair.h5", hr=truth, lr=truth[::2, ::2, ::2])

@@ -2,7 +2,8 @@
 
 An LR box of exactly one tile is generated here, ``--samples`` times, into dataset ``sr`` of
 shape (K, N, N, N). A larger box goes to the MPI outpainting driver
-``outpaint.run.upsample_box`` (the one dispatch point, :func:`run`), which writes ``sr`` (N, N, N).
+``outpaint.run.upsample_box`` (the one dispatch point, :func:`run`), which writes its one sample
+as ``sr`` (1, N, N, N): the output always has the leading sample axis.
 """
 import argparse
 import os
@@ -21,10 +22,11 @@ def add_parser(subparsers):
         help="Emulate the HR field of an LR box with a trained model.",
         description="Generate the high-resolution overdensity of a low-resolution box. The LR "
                     "field must be an overdensity on the model's HR grid spacing or on its LR "
-                    "grid spacing (then Fourier-resampled to the HR grid). A box of one tile is "
-                    "generated directly (dataset 'sr' of shape (samples, N, N, N)); a larger box "
-                    "is outpainted tile by tile in 8 phases, over MPI ranks when launched with "
-                    "mpiexec (dataset 'sr' of shape (N, N, N)).")
+                    "grid spacing (then Fourier-resampled to the HR grid). The output holds "
+                    "dataset 'sr' of shape (samples, N, N, N). A box of one tile is generated "
+                    "directly, --samples times; a larger box is outpainted tile by tile in 8 "
+                    "phases, over MPI ranks when launched with mpiexec, into one sample "
+                    "(shape (1, N, N, N)).")
     p.add_argument("--model", default=str(DEFAULT_MODEL), metavar="CKPT",
                    help=f"Model checkpoint, or a directory holding {MODEL_FILE} (a training run "
                         "directory, or the packaged default model).")
@@ -32,7 +34,8 @@ def add_parser(subparsers):
                    help="HDF5 file of the LR overdensity with a 'box_size' attribute [Mpc/h]; "
                         "the dataset defaults to 'lr'.")
     p.add_argument("--out", required=True, metavar="FILE",
-                   help="Output HDF5 file (written under a temporary name, renamed when complete).")
+                   help="Output HDF5 file with dataset 'sr' of shape (samples, N, N, N) "
+                        "(written under a temporary name, renamed when complete).")
     p.add_argument("--sampler", default="dpmpp-2m",
                    help="Sampler: ddpm (the reference's ancestral sampler), ddim, dpmpp-2m, "
                         "dpmpp-2m-sde or heun.")
