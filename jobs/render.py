@@ -11,6 +11,10 @@ from string import Template
 KINDS = ("simulate", "train", "upsample", "validate")
 LAUNCHERS = ("srun", "mpiexec")
 _TIME = re.compile(r"^(\d+-)?\d{1,2}:\d{2}:\d{2}$")
+PREAMBLE = ('echo "slurm job ${SLURM_JOB_ID} on ${SLURM_JOB_NODELIST}, $(date -u +%FT%TZ)"',
+            'export OMP_NUM_THREADS="${SLURM_CPUS_PER_TASK}"')
+"""Shell lines every job runs before its ``setup`` lines: a log line naming the Slurm job, and
+one OpenMP thread per allocated CPU (a setup line may override it)."""
 
 
 @dataclass(frozen=True)
@@ -95,7 +99,7 @@ def render(opts):
                 else f'"{bin_dir / "mpiexec"}" -n "${{SLURM_NTASKS}}"')
     values.update(
         header=_header(opts, array=opts.kind == "simulate"),
-        setup="\n".join(opts.setup),
+        setup="\n".join(PREAMBLE + tuple(opts.setup)),
         emulator=bin_dir / "emulator",
         torchrun=bin_dir / "torchrun",
         procs_per_node=max(opts.gpus_per_node, 1),
