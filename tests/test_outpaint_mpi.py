@@ -101,7 +101,8 @@ def test_kill_then_resume_equals_uninterrupted_without_regenerating(lr_file, ref
     out, log1, log2 = tmp_path / "sr.h5", tmp_path / "run1", tmp_path / "run2"
     log1.mkdir(), log2.mkdir()
     crashed = mpirun(2, "--lr", lr_file, "--out", out, "--log", log1, "--crash-phase", 5, "--crash-call", 2)
-    assert crashed.returncode != 0 and "imitated kill" in crashed.stderr
+    # the exit status, not stderr: mpiexec's abort can cut the traceback off on a loaded machine
+    assert crashed.returncode != 0, crashed.stdout + crashed.stderr
     assert not out.exists() and not Path(f"{out}.tmp").exists()
     run = json.loads((Path(state_path(out)) / "run.json").read_text())
     assert run["phases_done"] == [0, 1, 2, 3, 4]
