@@ -8,7 +8,8 @@ the metadata: small enough to ship with the package.
 
 Metadata: the resolved ``TrainConfig`` (U-Net preset + overrides, tile and core sizes, schedule,
 prediction type, ...), the resolved ``UNetConfig``, the HR grid spacing ``spacing`` = box_size / n
-[Mpc/h] of the training data and the LR's ``lr_spacing`` [Mpc/h], and the normalisation.
+[Mpc/h] of the training data, the LR's resolution ``lr_spacing`` = box_size / (LR particles per
+side, or LR grid where unrecorded) [Mpc/h], and the normalisation.
 No pickled code: everything is tensors and plain Python values, read with ``weights_only=True``.
 """
 import os
@@ -148,8 +149,8 @@ class LoadedModel:
     """An inference-ready model: ``net`` holds the EMA weights in eval mode on ``device``.
 
     config: TrainConfig of the run; schedule: training schedule object; normalization:
-    field transform (``forward(delta)``, ``inverse(x)``); spacing, lr_spacing: HR and LR grid
-    spacings [Mpc/h] of the training data.
+    field transform (``forward(delta)``, ``inverse(x)``); spacing: HR grid spacing, lr_spacing: LR
+    resolution (see :class:`emulator.data.PairBox`), both [Mpc/h] of the training data.
     """
 
     net: torch.nn.Module

@@ -58,7 +58,9 @@ def periodic_crop(field, origin, size):
 class PairBox:
     """One paired box in memory: ``lr`` and ``hr`` overdensity on the HR grid, float32 (n, n, n).
 
-    box_size [Mpc/h]; n_lr: the LR's own grid size in the file (its Nyquist is pi n_lr / box_size).
+    box_size [Mpc/h]; n_lr: the LR's resolution per side, the particles per side of the LR run where
+    the file records ``lr_particles`` (a 64^3-particle run painted on a 128^3 grid resolves only
+    64^3), else its grid size in the file; its Nyquist is pi n_lr / box_size.
     """
 
     lr: np.ndarray
@@ -92,7 +94,8 @@ def read_pair_box(path):
     n_hr, n_lr = hr.shape[0], lr.shape[0]
     if n_lr != n_hr:
         lr = resample_overdensity(lr, n_hr)
-    return PairBox(lr=lr, hr=hr, box_size=float(attrs["box_size"]), n_lr=n_lr, source=str(path))
+    resolution = float(attrs.get("lr_particles", n_lr))
+    return PairBox(lr=lr, hr=hr, box_size=float(attrs["box_size"]), n_lr=resolution, source=str(path))
 
 
 def load_pairs(paths, tile):

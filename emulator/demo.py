@@ -16,7 +16,7 @@ from sims.cosmology import PLANCK18
 class DemoConfig:
     """What the demo runs. ``blocks`` outpainting blocks per axis (even); the box side is
     ``blocks * core`` voxels at the model's training grid spacing, with HR particles one per
-    voxel and LR particles at the training data's LR/HR particle ratio (1/2 per axis)."""
+    voxel and LR particles at the model's LR resolution (``lr_spacing``, particles per side)."""
 
     model: str
     out_dir: str
@@ -75,7 +75,7 @@ def run_demo(config):
     pair, sr = str(out / "pair.h5"), str(out / "sr.h5")
     timings = {}
     _timed("simulate held-out pair", timings, simulate_pair, pair, seed=config.seed,
-           box_size=box_size, lr_particles=grid // 2, hr_particles=grid, grid=grid, redshift=0.0,
+           box_size=box_size, lr_particles=round(box_size / model.lr_spacing), hr_particles=grid, grid=grid, redshift=0.0,
            steps=config.sim_steps, z_init=49.0, cosmo=PLANCK18)
     _timed(f"upsample ({config.ranks} MPI ranks)", timings, _upsample, config, f"{pair}:lr", sr)
     report = _timed("validate", timings, validate_files, f"{pair}:hr", [f"{sr}:sr"], str(out),

@@ -161,8 +161,9 @@ def restore(path, run):
     ckpt.load_weights(run.ema, state["ema"], path, "EMA")
     run.optimizer.load_state_dict(state["optimizer"])
     ckpt.set_rng_state(state["rng"])
+    # lr_spacing describes the data, not the training state: take it from the files as read now
     run.meta = ckpt.ModelMeta(config=run.meta.config, spacing=stored.spacing,
-                              lr_spacing=stored.lr_spacing, normalization=stored.normalization)
+                              lr_spacing=run.meta.lr_spacing, normalization=stored.normalization)
     run.step = int(state["step"])
 
 

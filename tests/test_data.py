@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from emulator.data import (SYMMETRIES, CropDataset, StepBatches, apply_symmetry, find_pair_files,
-                           load_pairs, periodic_crop, split_pairs)
+                           load_pairs, periodic_crop, split_pairs, read_pair_box)
 from emulator.masks import PHASES, known_mask
 from sims.errors import InputError
 from sims.pairfile import read_pair, write_pair
@@ -147,6 +147,15 @@ def test_load_pairs_reads_and_checks(tmp_path):
     assert boxes[1].lr.min() >= -1
     # band-limited interpolation passes through the coarse nodes x_i = i L / n_lr
     np.testing.assert_allclose(boxes[1].lr[::2, ::2, ::2], read_pair(paths[1])[0], atol=1e-4)
+
+
+def test_lr_resolution_is_its_particle_count_where_recorded(tmp_path):
+    """A 4^3-particle LR painted on the 16^3 HR grid resolves only 4 per side (Nyquist pi 4 / L)."""
+    rng = np.random.default_rng(3)
+    write_pair(tmp_path / "p.h5", lognormal(rng, 16, 0.3), lognormal(rng, 16, 0.5), box_size=50.0,
+               redshift=0.0, cosmology={}, lr_particles=4, hr_particles=16)
+    box = read_pair_box(str(tmp_path / "p.h5"))
+    assert box.lr.shape == (16, 16, 16) and box.n_lr == 4
 
 
 def test_load_pairs_errors(tmp_path):
