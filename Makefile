@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test demo bench clean
+.PHONY: setup test demo bench default-model clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,19 @@ test: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/emulator demo --out demo_out
+
+# The recipe of the packaged default model (emulator/default_model/MODEL_CARD.md): 4 training
+# pairs (seeds 100-103), the small U-Net on 32^3 crops, EMA weights exported to model.pt.
+# Resumable: rerunning continues the run in $(MODEL_RUN).
+MODEL_RUN ?= default_model_run
+MODEL_STEPS ?= 2000
+default-model: $(STAMP)
+	$(BIN)/emulator simulate --out $(MODEL_RUN)/train --boxes 4 --box-size 100 --lr-particles 64 \
+		--hr-particles 128 --grid 128 --redshift 0 --steps 10 --seed 100
+	$(BIN)/emulator train --data $(MODEL_RUN)/train --out $(MODEL_RUN)/run --resume --preset small \
+		--tile 32 --core 16 --batch 4 --steps $(MODEL_STEPS) --lr 2e-4 --ema 0.999 --val-every 250 \
+		--val-samples 2 --save-every 50 --log-every 10 --seed 0
+	cp $(MODEL_RUN)/run/model.pt emulator/default_model/model.pt
 
 bench: $(STAMP)
 	for script in benchmarks/bench_*.py; do $(BIN)/python $$script || exit 1; done
