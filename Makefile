@@ -28,7 +28,7 @@ demo: $(STAMP)
 # pairs (seeds 100-103), the small U-Net on 32^3 crops, EMA weights exported to model.pt.
 # Resumable: rerunning continues the run in $(MODEL_RUN).
 MODEL_RUN ?= default_model_run
-MODEL_STEPS ?= 2000
+MODEL_STEPS ?= 1500
 default-model: $(STAMP)
 	$(BIN)/emulator simulate --out $(MODEL_RUN)/train --boxes 4 --box-size 100 --lr-particles 64 \
 		--hr-particles 128 --grid 128 --redshift 0 --steps 10 --seed 100

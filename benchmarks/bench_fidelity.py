@@ -27,7 +27,7 @@ import time
 import numpy as np
 
 from emulator.checkpoint import load_model
-from emulator.cli.upsample import DEFAULT_MODEL
+from emulator.cli.upsample import DEFAULT_MODEL, model_path
 from outpaint.run import upsample_box
 from sims import stats
 from sims.cosmology import PLANCK18
@@ -87,6 +87,7 @@ def main(argv=None):
     p.add_argument("--lr-consistency", type=float, default=0.5, metavar="F")
     p.add_argument("--json", default=None, help="Write the figures to this JSON file.")
     args = p.parse_args(argv)
+    args.model = model_path(args.model)
 
     model = load_model(args.model)
     core = model.core
