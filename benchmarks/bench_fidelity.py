@@ -69,10 +69,9 @@ def figures(report, k_lr_half):
 
 def max_ratio_dev(a, b, box_size):
     """max |P_a / P_b - 1| over k < k_Nyq."""
-    k, pa, _ = stats.power_spectrum(a, box_size)
-    _, pb, _ = stats.power_spectrum(b, box_size)
-    below = k < stats.k_nyquist(a.shape[0], box_size)
-    return float(np.abs(pa[below] / pb[below] - 1).max())
+    pa, pb = stats.power_spectrum(a, box_size), stats.power_spectrum(b, box_size)
+    below = pa.k < stats.k_nyquist(a.shape[0], box_size)
+    return float(np.abs(pa.power[below] / pb.power[below] - 1).max())
 
 
 def main(argv=None):
@@ -86,12 +85,16 @@ def main(argv=None):
     p.add_argument("--batch", type=int, default=8, help="Tiles per network batch.")
     p.add_argument("--lr-consistency", type=float, default=0.5, metavar="F")
     p.add_argument("--json", default=None, help="Write the figures to this JSON file.")
+    p.add_argument("--work", default=None, metavar="DIR",
+                   help="Keep the pair and the emulated fields here (default: a temporary folder).")
     args = p.parse_args(argv)
     args.model = model_path(args.model)
 
     model = load_model(args.model)
     core = model.core
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as scratch:
+        tmp = args.work or scratch
+        os.makedirs(tmp, exist_ok=True)
         pair = os.path.join(tmp, "pair.h5")
         held_out_pair(pair, model, args.blocks, args.seed)
         lr, hr, attrs = read_pair(pair)
@@ -104,7 +107,8 @@ def main(argv=None):
         for name, spec, seed, f in (("plain", pair, 1, None), ("plain seed 2", pair, 2, None),
                                     ("shifted", shifted_pair, 1, None),
                                     (f"lr-consistent {args.lr_consistency:g}", pair, 1, args.lr_consistency)):
-            sr, seconds = upsample(args.model, f"{spec}:lr", os.path.join(tmp, "sr.h5"), args, seed, f)
+            out = os.path.join(tmp, "sr_" + name.replace(" ", "_") + ".h5")
+            sr, seconds = upsample(args.model, f"{spec}:lr", out, args, seed, f)
             if name == "shifted":
                 sr = np.roll(sr, -core, axis=(0, 1, 2))
             runs[name] = (sr, seconds)

@@ -20,7 +20,7 @@ class DemoConfig:
 
     model: str
     out_dir: str
-    blocks: int = 2
+    blocks: int = 4
     seed: int = 90210
     sim_steps: int = 10
     sampler: str = "dpmpp-2m"

@@ -18,7 +18,7 @@ def add_parser(subparsers):
                    help="Model checkpoint (file, or folder holding model.pt).")
     p.add_argument("--blocks", type=int, default=DemoConfig.blocks,
                    help="Outpainting blocks per box side (even); the box is blocks x core voxels "
-                        "(2: 8 tiles, about 2 minutes on 2 cores; 4: 64 tiles, about 10 minutes).")
+                        "(4: 64 tiles of 32^3; 2: a single tile, no outpainting).")
     p.add_argument("--seed", type=int, default=DemoConfig.seed, help="Seed of the held-out pair and of sampling.")
     p.add_argument("--sampler", default=DemoConfig.sampler, help="Sampler of emulator.samplers.SAMPLERS.")
     p.add_argument("--steps", type=int, default=DemoConfig.steps, help="Sampling steps per tile.")
