@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test demo bench default-model clean
+.PHONY: setup test demo bench bench-model default-model clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,8 +37,16 @@ default-model: $(STAMP)
 		--val-samples 2 --save-every 50 --log-every 10 --seed 0
 	cp $(MODEL_RUN)/run/model.pt emulator/default_model/model.pt
 
+# Code benchmarks (minutes on a laptop), then a smoke run of the sampler table.
 bench: $(STAMP)
-	for script in benchmarks/bench_*.py; do $(BIN)/python $$script || exit 1; done
+	for name in paint pm stats unet outpaint; do $(BIN)/python benchmarks/bench_$$name.py || exit 1; done
+	$(BIN)/python benchmarks/bench_samplers.py --quick
+
+# The default model's fidelity: the full sampler table (issue 5) and outpainted held-out boxes.
+# Hours on a 2-core CPU, minutes on a GPU.
+bench-model: $(STAMP)
+	$(BIN)/python benchmarks/bench_samplers.py --json bench_samplers.json
+	$(BIN)/python benchmarks/bench_fidelity.py --json bench_fidelity.json
 
 clean:
-	rm -rf $(VENV) demo_out .pytest_cache
+	rm -rf $(VENV) demo_out .pytest_cache bench_samplers.json bench_fidelity.json

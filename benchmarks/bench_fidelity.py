@@ -18,7 +18,6 @@ seed-to-seed value. Prints a table, writes JSON. Usage::
     python benchmarks/bench_fidelity.py [--model DIR] [--blocks 4] [--seed 90210] [--json out.json]
 """
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -28,21 +27,12 @@ import numpy as np
 
 from emulator.checkpoint import load_model
 from emulator.cli.upsample import DEFAULT_MODEL, model_path
+from heldout import HELD_OUT_SEED, held_out_pair
 from outpaint.run import upsample_box
 from sims import stats
-from sims.cosmology import PLANCK18
 from sims.h5io import read_field
 from sims.pairfile import read_pair, write_pair
-from sims.pairs import simulate_pair
-from sims.validation import validate_fields
-
-
-def held_out_pair(path, model, blocks, seed):
-    """Simulate the pair at the model's spacing: blocks * core voxels, LR at the model's resolution."""
-    grid = blocks * model.core
-    box_size = grid * model.spacing
-    simulate_pair(path, seed=seed, box_size=box_size, lr_particles=round(box_size / model.lr_spacing),
-                  hr_particles=grid, grid=grid, redshift=0.0, steps=10, z_init=49.0, cosmo=PLANCK18)
+from sims.validation import jsonable, validate_fields, write_report
 
 
 def upsample(model_dir, lr_spec, out, args, seed, lr_consistency=None):
@@ -79,7 +69,7 @@ def main(argv=None):
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--model", default=DEFAULT_MODEL, help="Model checkpoint or directory.")
     p.add_argument("--blocks", type=int, default=4, help="Outpainting blocks per side of the box.")
-    p.add_argument("--seed", type=int, default=90210, help="Seed of the held-out simulation.")
+    p.add_argument("--seed", type=int, default=HELD_OUT_SEED, help="Seed of the held-out simulation.")
     p.add_argument("--sampler", default="dpmpp-2m")
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--batch", type=int, default=8, help="Tiles per network batch.")
@@ -96,7 +86,7 @@ def main(argv=None):
         tmp = args.work or scratch
         os.makedirs(tmp, exist_ok=True)
         pair = os.path.join(tmp, "pair.h5")
-        held_out_pair(pair, model, args.blocks, args.seed)
+        held_out_pair(pair, model, args.blocks * model.core, args.seed)
         lr, hr, attrs = read_pair(pair)
         box_size = float(attrs["box_size"])
         k_lr_half = 0.5 * np.pi / model.lr_spacing
@@ -138,8 +128,7 @@ def main(argv=None):
     truth_seam = ",".join(f"{v:.2f}" for v in rows["plain"]["seam_ratio_truth"])
     print(f"seam ratio of the truth itself: {truth_seam}")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"args": vars(args), "box_size": box_size, "n": n, "runs": rows}, f, indent=1)
+        write_report(jsonable({"args": vars(args), "box_size": box_size, "n": n, "runs": rows}), args.json)
 
 
 if __name__ == "__main__":

@@ -22,23 +22,30 @@ pooled over crops: a single sample's scatter, not that of the mean) and k_Nyq = 
 Spectra: ``sims.stats.ensemble`` (DESIGN.md convention, no window deconvolution) on the tile
 as a periodic cube of side tile x spacing [Mpc/h]. Bands with no shell give NaN (JSON null).
 
-    python benchmarks/bench_samplers.py --model CKPT --pairs FILE [FILE ...] [--json OUT]
-    python benchmarks/bench_samplers.py --quick --model CKPT --pairs FILE   # smoke run (~400 tile evaluations)
+    python benchmarks/bench_samplers.py [--model CKPT] [--pairs FILE ...] [--json OUT]
+    python benchmarks/bench_samplers.py --quick   # smoke run (~400 tile evaluations)
+
+Without ``--pairs`` a one-tile held-out pair (seed 90210) is simulated at the model's spacings.
+Each finished configuration is printed, and the JSON rewritten, as the run goes.
 """
 import argparse
+import os
 import sys
+import tempfile
 import time
 
 import numpy as np
 from tqdm import tqdm
 
 from emulator.checkpoint import load_model
+from emulator.cli.upsample import DEFAULT_MODEL, model_path
 from emulator.data import load_pairs, periodic_crop
 from emulator.generate import generate_tiles
 from emulator.samplers import SAMPLERS, evaluations
+from heldout import HELD_OUT_SEED, held_out_pair
 from sims import stats
 from sims.errors import InputError
-from sims.validation import _jsonable, write_report
+from sims.validation import jsonable, write_report
 
 FULL = {"samplers": "ddpm,ddim,dpmpp-2m,dpmpp-2m-sde,heun", "nfe": "5,10,20,50,100", "seeds": 8,
         "baseline_steps": 2000, "crops": 4}
@@ -127,14 +134,17 @@ def truth_spectra(lr, hr, box_size):
             "r_lr": np.stack([e.r_samples[0] for e in ens])}
 
 
-def run_benchmark(model, lr, hr, samplers, nfes, lr_modes, n_seeds, baseline_steps, batch, options):
+def run_benchmark(model, lr, hr, samplers, nfes, lr_modes, n_seeds, baseline_steps, batch, options,
+                  report=lambda shells, rows: None):
     """Baseline first, then every (LR mode, sampler, NFE); returns (shells, result rows) with
-    shells = {k, k_nyquist, k_lr_half} [h/Mpc]."""
+    shells = {k, k_nyquist, k_lr_half} [h/Mpc]. ``report(shells, rows)`` is called after each row
+    (a long run keeps what it has measured)."""
     box_size = model.tile * model.spacing
     truth = truth_spectra(lr, hr, box_size)
     k, k_nyq = truth["k"], stats.k_nyquist(model.tile, box_size)
     k_lr_half = 0.5 * np.pi / model.lr_spacing
     bands = (k < k_nyq / 2, k < k_nyq, k < k_lr_half)
+    shells = {"k": k, "k_nyquist": k_nyq, "k_lr_half": k_lr_half}
     configs = [("ddpm", baseline_steps, None)] + [(s, steps_for(s, n), f) for f in lr_modes
                                                   for s in samplers for n in nfes]
     generate_tiles(model, lr[:batch], None, None, range(min(batch, len(lr))), "ddim", 1, batch, **options)
@@ -148,15 +158,18 @@ def run_benchmark(model, lr, hr, samplers, nfes, lr_modes, n_seeds, baseline_ste
         rows.append({"sampler": sampler, "nfe": evaluations(sampler, steps), "steps": steps,
                      "lr_consistency": fraction, "seconds": seconds, **summarize(pk, r, base, truth, bands)})
         bar.update(evaluations(sampler, steps) * len(lr) * n_seeds)
+        report(shells, rows)
     bar.close()
-    return {"k": k, "k_nyquist": k_nyq, "k_lr_half": k_lr_half}, rows
+    return shells, rows
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", required=True, help="Model checkpoint (training or inference) to benchmark.")
-    p.add_argument("--pairs", required=True, nargs="+", metavar="FILE",
-                   help="Held-out paired box files (datasets lr, hr) on the model's grid spacings.")
+    p.add_argument("--model", default=str(DEFAULT_MODEL),
+                   help="Model checkpoint (training or inference) or run directory (default: the packaged model).")
+    p.add_argument("--pairs", nargs="+", metavar="FILE",
+                   help="Held-out paired box files (datasets lr, hr) on the model's grid spacings "
+                        f"(default: simulate one tile-sized pair, seed {HELD_OUT_SEED}).")
     p.add_argument("--samplers", help=f"Comma-separated samplers (default {FULL['samplers']}).")
     p.add_argument("--nfe", help=f"Comma-separated network evaluations per sample (default {FULL['nfe']}).")
     p.add_argument("--seeds", type=int, help=f"Samples per crop, at least 2 (default {FULL['seeds']}).")
@@ -209,19 +222,27 @@ def main(argv=None):
     args = parse_args(argv)
     try:
         samplers, nfes, modes = checked_lists(args)
-        model = load_model(args.model, args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        lr, hr = held_out_crops(args.pairs, model, args.crops, args.seed)
+        model = load_model(model_path(args.model), args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        with tempfile.TemporaryDirectory() as scratch:
+            if not args.pairs:
+                args.pairs = [os.path.join(scratch, "held_out.h5")]
+                held_out_pair(args.pairs[0], model, model.tile)
+            lr, hr = held_out_crops(args.pairs, model, args.crops, args.seed)
     except InputError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    shells, rows = run_benchmark(model, lr, hr, samplers, nfes, modes, args.seeds, args.baseline_steps,
-                            args.batch, {"clip": args.clip, "bf16": args.bf16})
+    settings = {key: value for key, value in vars(args).items() if key != "json"}
+
+    def report(shells, rows):
+        tqdm.write(table(rows).splitlines()[-1] if len(rows) > 1 else table(rows))
+        if args.json:
+            write_report(jsonable({"settings": settings, **shells, "rows": rows}), args.json)
+
+    _, rows = run_benchmark(model, lr, hr, samplers, nfes, modes, args.seeds, args.baseline_steps,
+                            args.batch, {"clip": args.clip, "bf16": args.bf16}, report)
     print(f"{len(lr)} crops of {model.tile}^3 x {args.seeds} seeds, baseline ddpm x{args.baseline_steps}, "
           f"device {model.device}")
     print(table(rows))
-    if args.json:
-        settings = {key: value for key, value in vars(args).items() if key != "json"}
-        write_report(_jsonable({"settings": settings, **shells, "rows": rows}), args.json)
     return 0
 
 

@@ -45,7 +45,7 @@ def validate_fields(truth, preds, box_size, lr=None, mas=None, core=None):
     if len(samples) >= 2:
         report["calibration"] = _calibration_section(truth, samples, box_size, mas)
     report["summary"] = _summary(report)
-    return _jsonable(report)
+    return jsonable(report)
 
 
 def validate_files(truth_spec, pred_specs, out_dir, lr_spec=None, mas=None, core=None):
@@ -196,14 +196,14 @@ def _summary(report):
     return summary
 
 
-def _jsonable(value):
+def jsonable(value):
     """Plain Python copy of nested dicts/lists/arrays with NaN and Inf replaced by None."""
     if isinstance(value, dict):
-        return {key: _jsonable(v) for key, v in value.items()}
+        return {key: jsonable(v) for key, v in value.items()}
     if isinstance(value, np.ndarray):
-        return _jsonable(value.tolist())
+        return jsonable(value.tolist())
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     if isinstance(value, np.generic):
         value = value.item()
     if isinstance(value, float) and not math.isfinite(value):
