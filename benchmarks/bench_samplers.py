@@ -4,9 +4,11 @@ For held-out paired boxes, ``--crops`` tile-sized crops per file (LR and HR, per
 drawn from ``--seed``; a box of exactly one tile gives one crop) are generated from their LR alone
 with every sampler at every NFE (network evaluations per sample; converted to steps with
 ``emulator.samplers.evaluations``: heun makes 2N - 1 of them in N steps, so it gets the most steps
-that fit), over ``--seeds`` seeds, with and without the LR-consistent band replacement. The
-baseline is ``ddpm`` over ``--baseline-steps`` trained levels without LR consistency (the
-reference's method), sampled with the same seeds. Per configuration, with P the mean over crops
+that fit), over ``--seeds`` seeds, with and without the LR-consistent band replacement. Every
+sample is measured twice: as generated (mass off) and with its mass set to the LR's
+(``emulator.generate.conserve_mass``, mass on; free of network cost). The baseline is ``ddpm``
+over ``--baseline-steps`` trained levels without LR consistency (the reference's method), sampled
+with the same seeds; mass-on rows compare with the mass-on baseline. Per configuration, with P the mean over crops
 and seeds of each sample's P(k), sigma the seed scatter of P (standard deviation over seeds,
 pooled over crops: a single sample's scatter, not that of the mean) and k_Nyq = pi / HR spacing:
 
@@ -40,7 +42,7 @@ from tqdm import tqdm
 from emulator.checkpoint import load_model
 from emulator.cli.upsample import DEFAULT_MODEL, model_path
 from emulator.data import load_pairs, periodic_crop
-from emulator.generate import generate_tiles
+from emulator.generate import conserve_mass, generate_tiles
 from emulator.samplers import SAMPLERS, evaluations
 from heldout import HELD_OUT_SEED, held_out_pair
 from sims import stats
@@ -76,16 +78,20 @@ def held_out_crops(paths, model, crops, seed):
 
 
 def sample_spectra(model, lr, hr, n_seeds, sampler, steps, batch, **options):
-    """Generate ``n_seeds`` samples of every crop (seed c * n_seeds + s for crop c, sample s) and
-    return their P(k) and r(k) with the truth, (C, S, nbins) each, and seconds per sample."""
+    """Generate ``n_seeds`` samples of every crop (seed c * n_seeds + s for crop c, sample s);
+    returns ({mass: (P(k), r(k) with the truth)} for mass off (False) and on (True), each
+    (C, S, nbins), and seconds per sample."""
     tiles = np.repeat(lr, n_seeds, axis=0)
     seeds = list(range(len(tiles)))
     start = time.perf_counter()
-    sr = generate_tiles(model, tiles, None, None, seeds, sampler, steps, batch, **options)
+    sr = generate_tiles(model, tiles, None, None, seeds, sampler, steps, batch, mass_conservation=False,
+                        **options)
     seconds = (time.perf_counter() - start) / len(tiles)
-    box = model.tile * model.spacing
-    ens = [stats.ensemble(truth, sr[c * n_seeds:(c + 1) * n_seeds], box) for c, truth in enumerate(hr)]
-    return np.stack([e.pk_samples for e in ens]), np.stack([e.r_samples for e in ens]), seconds
+    box, spectra = model.tile * model.spacing, {}
+    for mass, fields in ((False, sr), (True, conserve_mass(sr, tiles, np.zeros(sr.shape, bool)))):
+        ens = [stats.ensemble(truth, fields[c * n_seeds:(c + 1) * n_seeds], box) for c, truth in enumerate(hr)]
+        spectra[mass] = np.stack([e.pk_samples for e in ens]), np.stack([e.r_samples for e in ens])
+    return spectra, seconds
 
 
 def band_mean(values, band):
@@ -111,11 +117,12 @@ def summarize(pk, r, base_pk, truth, bands):
 
 
 COLUMNS = (("sampler", "sampler", "s"), ("NFE", "nfe", "d"), ("steps", "steps", "d"),
-           ("LRc", "lr_consistency", "g"), ("dP/2", "dP_half", ".4f"), ("dP", "dP_nyq", ".4f"),
+           ("LRc", "lr_consistency", "g"), ("mass", "mass", "s"), ("dP/2", "dP_half", ".4f"), ("dP", "dP_nyq", ".4f"),
            ("z", "z_max", ".2f"), ("s/s_b", "scatter_ratio", ".3f"), ("r/2", "r_half", ".4f"),
            ("rmin/2", "r_min_half", ".4f"), ("P/Pt lo", "pk_truth_low", ".4f"),
            ("r lo", "r_low", ".4f"), ("rLR lo", "r_lr_low", ".4f"), ("s/sample", "seconds", ".3f"))
-"""Table columns: header, result key, number format (LRc: the LR band fraction, or off)."""
+"""Table columns: header, result key, number format (LRc: the LR band fraction, or off; mass:
+generated mass as is, or set to the LR's)."""
 
 
 def table(rows):
@@ -149,14 +156,16 @@ def run_benchmark(model, lr, hr, samplers, nfes, lr_modes, n_seeds, baseline_ste
                                                   for s in samplers for n in nfes]
     generate_tiles(model, lr[:batch], None, None, range(min(batch, len(lr))), "ddim", 1, batch, **options)
     bar = tqdm(total=sum(evaluations(s, n) for s, n, _ in configs) * len(lr) * n_seeds, unit="eval")
-    rows, base = [], None
+    rows, base = [], {}
     for sampler, steps, fraction in configs:
         bar.set_postfix_str(f"{sampler} x{steps} LRc {fraction}")
-        pk, r, seconds = sample_spectra(model, lr, hr, n_seeds, sampler, steps, batch,
-                                        lr_consistency=fraction, **options)
-        base = pk if base is None else base
-        rows.append({"sampler": sampler, "nfe": evaluations(sampler, steps), "steps": steps,
-                     "lr_consistency": fraction, "seconds": seconds, **summarize(pk, r, base, truth, bands)})
+        spectra, seconds = sample_spectra(model, lr, hr, n_seeds, sampler, steps, batch,
+                                          lr_consistency=fraction, **options)
+        for mass, (pk, r) in spectra.items():
+            base.setdefault(mass, pk)
+            rows.append({"sampler": sampler, "nfe": evaluations(sampler, steps), "steps": steps,
+                         "lr_consistency": fraction, "mass": "on" if mass else "off", "seconds": seconds,
+                         **summarize(pk, r, base[mass], truth, bands)})
         bar.update(evaluations(sampler, steps) * len(lr) * n_seeds)
         report(shells, rows)
     bar.close()
@@ -234,7 +243,7 @@ def main(argv=None):
     settings = {key: value for key, value in vars(args).items() if key != "json"}
 
     def report(shells, rows):
-        tqdm.write(table(rows).splitlines()[-1] if len(rows) > 1 else table(rows))
+        tqdm.write("\n".join(table(rows).splitlines()[-2:] if len(rows) > 2 else table(rows).splitlines()))
         if args.json:
             write_report(jsonable({"settings": settings, **shells, "rows": rows}), args.json)
 

@@ -67,9 +67,31 @@ def lr_band(model, lr_consistency, tile):
     return lr_consistency * tile * model.spacing / (2.0 * model.lr_spacing)
 
 
+def conserve_mass(delta, lr, mask):
+    """Rescale the generated voxels of each tile to hold the LR's mass there.
+
+    Dark-matter mass is conserved and the LR and HR runs share their initial conditions, so a
+    region larger than the LR particle spacing holds the same mass in both (the held-out pair of
+    the default model: 12.5 Mpc/h blocks agree to 2.5%). With rho / rho_mean = 1 + delta and U_b
+    the generated voxels of tile b (``mask`` False):
+
+        1 + delta <- (1 + delta) sum_U (1 + delta_LR) / sum_U (1 + delta)    on U_b
+
+    a multiplicative fix, so the fluctuations scale with the mass (an additive one would move the
+    mean and leave them inflated). Known voxels are untouched; a tile whose generated mass is not
+    positive is left as it is. delta, lr: float32 (B, t, t, t) overdensity on the HR grid; mask:
+    bool (B, t, t, t). Returns a new float32 array.
+    """
+    free, axes = ~mask, (1, 2, 3)
+    want = np.where(free, 1.0 + lr, 0.0).sum(axes, dtype=np.float64)
+    have = np.where(free, 1.0 + delta, 0.0).sum(axes, dtype=np.float64)
+    scale = np.where(have > 0, want / np.where(have > 0, have, 1.0), 1.0)[:, None, None, None]
+    return np.where(free, (1.0 + delta) * scale - 1.0, delta).astype(np.float32)
+
+
 def generate_tiles(model, lr, known, mask, seeds, sampler="dpmpp-2m", steps=20, batch_size=None, *,
-                   spacing=None, options=None, clip=False, lr_consistency=None, bf16=False,
-                   progress=False):
+                   spacing=None, options=None, clip=False, lr_consistency=None,
+                   mass_conservation=True, bf16=False, progress=False):
     """Sample HR tiles given their LR and known context.
 
     model: emulator.checkpoint.LoadedModel. lr, known: float32 (B, t, t, t) overdensity on the
@@ -80,6 +102,7 @@ def generate_tiles(model, lr, known, mask, seeds, sampler="dpmpp-2m", steps=20, 
     (eta, s_churn, corrector, ...). batch_size: tiles per network batch (default: all).
     clip: clamp x0 estimates to the training range. lr_consistency: None (off), or a fraction
     f of the LR Nyquist: the band below it comes from the LR (:func:`lr_consistent`).
+    mass_conservation: the generated voxels hold the LR's mass (:func:`conserve_mass`).
     bf16: bf16 autocast of the network on CUDA. Returns float32 (B, t, t, t) overdensity whose
     known voxels equal ``known`` exactly.
     """
@@ -97,7 +120,8 @@ def generate_tiles(model, lr, known, mask, seeds, sampler="dpmpp-2m", steps=20, 
                                     seeds[part], options or {}, k_cut,
                                     callback=lambda info, n=len(lr[part]): bar.update(n))
     bar.close()
-    return np.where(mask, known, out)
+    out = np.where(mask, known, out)
+    return conserve_mass(out, lr, mask) if mass_conservation else out
 
 
 def _generate_batch(model, denoiser, sample, sigmas, lr, known, mask, seeds, options, k_cut, callback):

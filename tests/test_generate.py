@@ -1,5 +1,6 @@
 """Denoiser algebra and loss (emulator.denoiser), tile generation (emulator.generate) and the
 ``emulator upsample`` command."""
+import json
 import math
 
 import h5py
@@ -12,7 +13,7 @@ from emulator import checkpoint as ckpt
 from emulator.cli import main
 from emulator.config import TrainConfig
 from emulator.denoiser import Denoiser, condition_channels, denoising_loss
-from emulator.generate import generate_tiles, lowpass, lr_consistent
+from emulator.generate import conserve_mass, generate_tiles, lowpass, lr_consistent
 from emulator.normalization import Normalization
 from emulator.schedule import LinearSchedule
 from sims.errors import InputError
@@ -162,6 +163,38 @@ def test_lr_consistent_takes_the_resolved_band_from_the_lr():
     torch.testing.assert_close(out - lowpass(out, 3.0), delta0 - lowpass(delta0, 3.0))
 
 
+def test_conserve_mass_rescales_the_generated_voxels_to_the_lr_mass():
+    """Per tile, sum over generated voxels of 1 + delta becomes the LR's, by one factor (the
+    density ratio is constant there); known voxels and fully known tiles are untouched."""
+    delta, lr = 1.3 * (1 + lognormal_tiles(5, 3)) - 1, lognormal_tiles(6, 3)    # 30 % too much mass
+    mask = np.zeros(lr.shape, dtype=bool)
+    mask[1, :6] = True
+    mask[2] = True
+    out = conserve_mass(delta, lr, mask)
+    free = ~mask
+    for b in (0, 1):
+        np.testing.assert_allclose((1 + out[b])[free[b]].sum(), (1 + lr[b])[free[b]].sum(), rtol=1e-5)
+        ratio = (1 + out[b])[free[b]] / (1 + delta[b])[free[b]]
+        assert ratio.std() < 1e-5 * ratio.mean() and abs(ratio.mean() - 1 / 1.3) < 0.02
+    np.testing.assert_array_equal(out[mask], delta[mask])
+
+
+@pytest.mark.parametrize("mass_conservation", [True, False])
+def test_generated_tiles_hold_the_lr_mass_by_default(mass_conservation):
+    """An untrained network's tiles do not conserve mass on their own; the default fix does."""
+    model = tiny_model()
+    lr = lognormal_tiles(7, 2)
+    mask = np.zeros(lr.shape, dtype=bool)
+    mask[:, :, :4] = True
+    out = generate_tiles(model, lr, lognormal_tiles(8, 2), mask, [3, 4], steps=2,
+                         mass_conservation=mass_conservation)
+    mass_ratio = np.where(mask, 0, 1 + out).sum(axis=(1, 2, 3)) / np.where(mask, 0, 1 + lr).sum(axis=(1, 2, 3))
+    if mass_conservation:
+        np.testing.assert_allclose(mass_ratio, 1.0, rtol=1e-5)
+    else:
+        assert np.abs(mass_ratio - 1).max() > 1e-2
+
+
 def test_generate_options_are_checked():
     model = tiny_model()
     lr = lognormal_tiles(0, 1)
@@ -207,6 +240,8 @@ def test_upsample_one_tile_writes_k_samples(tmp_path, model_file):
     assert attrs["sampler"] == "dpmpp-2m" and attrs["steps"] == 3 and attrs["seed"] == 5
     assert attrs["box_size"] == 32.0 and attrs["redshift"] == 0.5 and attrs["tile"] == 16
     assert np.abs(sr[0] - sr[1]).max() > 1e-2                    # independent samples
+    assert json.loads(attrs["generate_options"])["mass_conservation"] is True
+    np.testing.assert_allclose(sr.mean(axis=(1, 2, 3)), lognormal_tiles(4, 1)[0].mean(), atol=1e-5)
     assert main(args) == 2                                       # exists: needs --force
     assert main(args + ["--resume"]) == 0
 

@@ -29,6 +29,11 @@ def test_lr_and_hr_runs_of_one_seed_agree_below_a_quarter_of_the_lr_nyquist():
     assert shared.sum() >= 3
     assert np.all(r[shared] > 0.99)
     assert np.all(np.abs(p_lr[shared] / p_hr[shared] - 1) < 0.03)
+    # mass conservation, the premise of emulator.generate.conserve_mass: the two runs hold the same
+    # mass in cubes of 8 LR spacings (16 voxels, 32 Mpc/h); measured: scatter 0.9 %, worst 4.0 %
+    blocks = lambda a: (1 + a).reshape(4, 16, 4, 16, 4, 16).sum(axis=(1, 3, 5))   # noqa: E731
+    mass_ratio = blocks(lr) / blocks(hr)
+    assert np.abs(mass_ratio - 1).max() < 0.06 and mass_ratio.std() < 0.02
 
 
 @pytest.mark.parametrize("n,grid,fits", [(16, 16, True), (16, 32, True), (16, 8, True),

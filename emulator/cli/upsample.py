@@ -62,6 +62,9 @@ def add_parser(subparsers):
     p.add_argument("--lr-consistency", type=float, default=None, metavar="F",
                    help="Take the band below F times the LR Nyquist wavenumber of every x0 "
                         "estimate from the LR (off unless given; e.g. 0.5).")
+    p.add_argument("--mass-conservation", action=argparse.BooleanOptionalAction, default=True,
+                   help="Rescale the generated voxels of every tile to hold the LR's mass there "
+                        "(default on; dark-matter mass is conserved between the LR and HR runs).")
     p.add_argument("--bf16", action="store_true",
                    help="Run the network under bf16 autocast on CUDA (ignored on CPU).")
     p.add_argument("--resume", action="store_true",
@@ -96,7 +99,7 @@ def run(args):
     tile, core = outpaint.check_model_tile(model, args.tile, args.core)
     source = outpaint.open_lr(args.lr, model)
     options = {"spacing": args.spacing, "clip": args.clip, "lr_consistency": args.lr_consistency,
-               "bf16": args.bf16}
+               "mass_conservation": args.mass_conservation, "bf16": args.bf16}
     if source.n > tile:
         if args.samples != 1:
             raise InputError("--samples", "a box larger than one tile is emulated once per run; "
