@@ -8,9 +8,10 @@ that fit), over ``--seeds`` seeds, with and without the LR-consistent band repla
 sample is measured twice: as generated (mass off) and with its mass set to the LR's
 (``emulator.generate.conserve_mass``, mass on; free of network cost). The baseline is ``ddpm``
 over ``--baseline-steps`` trained levels without LR consistency (the reference's method), sampled
-with the same seeds; mass-on rows compare with the mass-on baseline. Per configuration, with P the mean over crops
-and seeds of each sample's P(k), sigma the seed scatter of P (standard deviation over seeds,
-pooled over crops: a single sample's scatter, not that of the mean) and k_Nyq = pi / HR spacing:
+with the same seeds; mass-on rows compare with the mass-on baseline. Per configuration, with P
+the mean over crops and seeds of each sample's P(k), sigma the seed scatter of P (standard
+deviation over seeds, pooled over crops: a single sample's scatter, not that of the mean) and
+k_Nyq = pi / HR spacing:
 
     dP/2, dP      max |P / P_base - 1| over k < k_Nyq / 2 and over k < k_Nyq
     z             max |P - P_base| / sigma_base over k < k_Nyq: below 1, the configuration's mean
@@ -117,8 +118,8 @@ def summarize(pk, r, base_pk, truth, bands):
 
 
 COLUMNS = (("sampler", "sampler", "s"), ("NFE", "nfe", "d"), ("steps", "steps", "d"),
-           ("LRc", "lr_consistency", "g"), ("mass", "mass", "s"), ("dP/2", "dP_half", ".4f"), ("dP", "dP_nyq", ".4f"),
-           ("z", "z_max", ".2f"), ("s/s_b", "scatter_ratio", ".3f"), ("r/2", "r_half", ".4f"),
+           ("LRc", "lr_consistency", "g"), ("mass", "mass", "s"), ("dP/2", "dP_half", ".4f"),
+           ("dP", "dP_nyq", ".4f"), ("z", "z_max", ".2f"), ("s/s_b", "scatter_ratio", ".3f"), ("r/2", "r_half", ".4f"),
            ("rmin/2", "r_min_half", ".4f"), ("P/Pt lo", "pk_truth_low", ".4f"),
            ("r lo", "r_low", ".4f"), ("rLR lo", "r_lr_low", ".4f"), ("s/sample", "seconds", ".3f"))
 """Table columns: header, result key, number format (LRc: the LR band fraction, or off; mass:
