@@ -71,9 +71,9 @@ def conserve_mass(delta, lr, mask):
     """Rescale the generated voxels of each tile to hold the LR's mass there.
 
     Dark-matter mass is conserved and the LR and HR runs share their initial conditions, so a
-    region larger than the LR particle spacing holds the same mass in both (the held-out pair of
-    the default model: 12.5 Mpc/h blocks agree to 2.5%). With rho / rho_mean = 1 + delta and U_b
-    the generated voxels of tile b (``mask`` False):
+    region several LR particle spacings wide holds the same mass in both (the held-out pair of the
+    default model: 12.5 Mpc/h blocks agree to 6.4%, scatter 1.9%). With rho / rho_mean = 1 + delta
+    and U_b the generated voxels of tile b (``mask`` False):
 
         1 + delta <- (1 + delta) sum_U (1 + delta_LR) / sum_U (1 + delta)    on U_b
 
@@ -85,7 +85,7 @@ def conserve_mass(delta, lr, mask):
     free, axes = ~mask, (1, 2, 3)
     want = np.where(free, 1.0 + lr, 0.0).sum(axes, dtype=np.float64)
     have = np.where(free, 1.0 + delta, 0.0).sum(axes, dtype=np.float64)
-    scale = np.where(have > 0, want / np.where(have > 0, have, 1.0), 1.0)[:, None, None, None]
+    scale = np.divide(want, have, out=np.ones_like(want), where=have > 0)[:, None, None, None]
     return np.where(free, (1.0 + delta) * scale - 1.0, delta).astype(np.float32)
 
 
