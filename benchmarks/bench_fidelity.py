@@ -9,7 +9,12 @@ HR truth. Runs, all with the same sampler:
 - ``shifted``: the tile grid moved by one block along every axis (LR rolled by +core voxels,
   the output rolled back), seed 1: periodic wrapping means the statistics must not change;
 - ``lr-consistent``: x0 estimates take k below ``--lr-consistency`` of the LR Nyquist from the LR;
-- ``no mass conservation``: tiles keep the mass the network gives them (seed 1).
+- ``no mass conservation``: tiles keep the mass the network gives them (seed 1);
+
+and two trivial predictors of the HR truth, with the same columns (0 s): ``LR as is`` and
+``LR x T(k)``, the LR times the transfer function T(k) = sqrt(P_HR / P_LR) of the training pairs
+(the checkpoint's ``lr_transfer``, else fitted on ``--train-pairs``; the row is skipped, saying
+why, when neither exists).
 
 Per run: max |P_SR / P_HR - 1| for k < k_Nyq / 2 and k < k_Nyq (HR grid), the least r(k) - r_LR(k)
 for k below half the LR Nyquist (the issue's bar: >= -0.05), the seam ratio (1 = no seams; the
@@ -17,6 +22,7 @@ truth's own is printed), and for the shifted run max |P_shifted / P_plain - 1| n
 seed-to-seed value. Prints a table, writes JSON. Usage::
 
     python benchmarks/bench_fidelity.py [--model DIR] [--blocks 4] [--seed 90210] [--json out.json]
+                                        [--train-pairs default_model_run/train]
 """
 import argparse
 import os
@@ -28,12 +34,13 @@ import numpy as np
 
 from emulator.checkpoint import load_model
 from emulator.cli.upsample import DEFAULT_MODEL, model_path
+from emulator.cli.validate import transfer_from_pairs
 from heldout import HELD_OUT_SEED, held_out_pair
 from outpaint.run import upsample_box
 from sims import stats
 from sims.h5io import read_field
 from sims.pairfile import read_pair, write_pair
-from sims.validation import jsonable, validate_fields, write_report
+from sims.validation import BASELINE_LABELS, jsonable, validate_fields, write_report
 
 
 def upsample(model_dir, lr_spec, out, args, seed, options):
@@ -46,17 +53,34 @@ def upsample(model_dir, lr_spec, out, args, seed, options):
     return read_field(f"{out}:sr", index=0).data, time.perf_counter() - start
 
 
-def figures(report, k_lr_half):
-    """The run's row: P ratio deviations, r - r_LR where the LR resolves, seam ratio."""
+def figures(report, k_lr_half, part=None):
+    """A row: P ratio deviations, mean P ratio and least r - r_LR where the LR resolves, of the
+    run's prediction (``part`` None: also its seam ratio) or of ``report["baselines"][part]``."""
     k = np.asarray(report["k"])
     resolved = k < k_lr_half
-    r_gap = np.asarray(report["r"])[resolved] - np.asarray(report["r_lr"], dtype=float)[resolved]
-    summary = report["summary"]
-    return {"max_dev_half_nyq": summary["max_abs_pk_ratio_dev_half_nyq"],
-            "max_dev_nyq": summary["max_abs_pk_ratio_dev_nyq"],
-            "min_r_minus_r_lr": float(r_gap.min()),
-            "pk_ratio_low_k": float(np.asarray(report["pk_ratio"])[resolved].mean()),
-            "seam_ratio": report["seam"]["ratio"], "seam_ratio_truth": report["seam"]["ratio_truth"]}
+    pred = report if part is None else report["baselines"][part]
+    r_gap = np.asarray(pred["r"])[resolved] - np.asarray(report["r_lr"], dtype=float)[resolved]
+    summary = pred["summary"]
+    row = {"max_dev_half_nyq": summary["max_abs_pk_ratio_dev_half_nyq"],
+           "max_dev_nyq": summary["max_abs_pk_ratio_dev_nyq"],
+           "min_r_minus_r_lr": float(r_gap.min()),
+           "pk_ratio_low_k": float(np.asarray(pred["pk_ratio"])[resolved].mean())}
+    if part is None:
+        row.update(seam_ratio=report["seam"]["ratio"], seam_ratio_truth=report["seam"]["ratio_truth"])
+    return row
+
+
+def lr_transfer(model, train_pairs):
+    """T(k) of the linear emulator: the checkpoint's, else fitted on ``train_pairs``; None (and a
+    line saying why) when neither is available."""
+    stored = getattr(model, "lr_transfer", None)
+    if stored is not None:
+        return stored
+    if os.path.isdir(train_pairs):
+        return transfer_from_pairs(train_pairs)
+    print(f"LR x T(k) row skipped: the checkpoint stores no lr_transfer and {train_pairs} (the "
+          "training pairs, simulated by 'make default-model') does not exist")
+    return None
 
 
 def max_ratio_dev(a, b, box_size):
@@ -77,6 +101,9 @@ def main(argv=None):
     p.add_argument("--batch", type=int, default=8, help="Tiles per network batch.")
     p.add_argument("--lr-consistency", type=float, default=0.5, metavar="F")
     p.add_argument("--json", default=None, help="Write the figures to this JSON file.")
+    p.add_argument("--train-pairs", default="default_model_run/train", metavar="DIR",
+                   help="Training pairs on which to fit T(k) of the 'LR x T(k)' row when the "
+                        "checkpoint stores none.")
     p.add_argument("--work", default=None, metavar="DIR",
                    help="Keep the pair and the emulated fields here (default: a temporary folder).")
     args = p.parse_args(argv)
@@ -84,6 +111,7 @@ def main(argv=None):
 
     model = load_model(args.model)
     core = model.core
+    transfer = lr_transfer(model, args.train_pairs)
     with tempfile.TemporaryDirectory() as scratch:
         tmp = args.work or scratch
         os.makedirs(tmp, exist_ok=True)
@@ -107,10 +135,14 @@ def main(argv=None):
             runs[name] = (sr, seconds)
             print(f"{name}: {seconds:.0f} s", file=sys.stderr, flush=True)
 
-    rows = {}
+    rows, reports = {}, {}
     for name, (sr, seconds) in runs.items():
-        report = validate_fields(hr, [sr], box_size, lr=lr, mas="cic", core=core)
-        rows[name] = {**figures(report, k_lr_half), "seconds": seconds}
+        reports[name] = validate_fields(hr, [sr], box_size, lr=lr, mas="cic", core=core,
+                                        lr_transfer=transfer)
+        rows[name] = {**figures(reports[name], k_lr_half), "seconds": seconds}
+    for part, name in BASELINE_LABELS.items():
+        if part in reports["plain"]["baselines"]:
+            rows[name] = {**figures(reports["plain"], k_lr_half, part), "seconds": 0.0}
     plain = runs["plain"][0]
     rows["plain seed 2"]["max_dev_vs_plain"] = max_ratio_dev(runs["plain seed 2"][0], plain, box_size)
     rows["shifted"]["max_dev_vs_plain"] = max_ratio_dev(runs["shifted"][0], plain, box_size)
@@ -123,7 +155,7 @@ def main(argv=None):
     print(f"{'run':<22}{'|dP/P| k<kN/2':>14}{'|dP/P| k<kN':>13}{'P ratio low k':>14}"
           f"{'min r-r_LR':>12}{'seam x,y,z':>20}{'vs plain':>10}{'s':>7}")
     for name, row in rows.items():
-        seam = ",".join(f"{v:.2f}" for v in row["seam_ratio"])
+        seam = ",".join(f"{v:.2f}" for v in row.get("seam_ratio", ())) or "-"
         vs = row.get("max_dev_vs_plain")
         print(f"{name:<22}{row['max_dev_half_nyq']:>14.3f}{row['max_dev_nyq']:>13.3f}"
               f"{row['pk_ratio_low_k']:>14.3f}{row['min_r_minus_r_lr']:>12.3f}{seam:>20}"
@@ -131,7 +163,8 @@ def main(argv=None):
     truth_seam = ",".join(f"{v:.2f}" for v in rows["plain"]["seam_ratio_truth"])
     print(f"seam ratio of the truth itself: {truth_seam}")
     if args.json:
-        write_report(jsonable({"args": vars(args), "box_size": box_size, "n": n, "runs": rows}), args.json)
+        write_report(jsonable({"args": vars(args), "box_size": box_size, "n": n, "runs": rows,
+                               "lr_transfer": transfer}), args.json)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Statistics of periodic cubic fields: auto and cross power spectra, r(k), transfer function
-and the shell binning they share; spectra of an ensemble of samples against one truth and their
-calibration; the one-point PDF of log10(1 + delta); the tile-seam statistic. (The bispectrum is
-in :mod:`sims.bispectrum`.)
+and the shell binning they share; the linear emulator (LR times a T(k) fitted on training pairs);
+spectra of an ensemble of samples against one truth and their calibration; the one-point PDF of
+log10(1 + delta); the tile-seam statistic. (The bispectrum is in :mod:`sims.bispectrum`.)
 
 Convention (DESIGN.md, REFERENCE.md; that of Pylians3 ``Pk_library``, nbodykit ``FFTPower`` and
 powerbox >= 1.0): with the unnormalised forward FFT ``d(n) = rfftn(delta)(n)`` of an n^3 grid of
@@ -189,6 +189,61 @@ def transfer_function(pred, truth, box_size, mas=None):
     p_truth = power_spectrum(truth, box_size, mas).power
     ratio = np.divide(p_pred.power, p_truth, out=np.zeros_like(p_truth), where=p_truth > 0)
     return p_pred.k, np.sqrt(ratio)
+
+
+def fit_lr_transfer(pairs, box_size, mas=None):
+    """Transfer function of the linear emulator, fitted on training pairs.
+
+    ``pairs``: a non-empty iterable of ``(lr, hr)`` overdensities, every field on one cubic grid
+    of side ``box_size`` [Mpc/h] (LR already on the HR grid). Returns ``(k, T)`` float64 on the
+    shells of :func:`power_spectrum`: ``k`` [h/Mpc] and T(k) = sqrt(sum_i P_HR,i / sum_i P_LR,i);
+    shells where the summed LR power vanishes give T = 0.
+    """
+    box_size = check_box_size(box_size)
+    mas = check_mas(mas)
+    p_lr = p_hr = 0.0
+    shape = None
+    for i, (lr, hr) in enumerate(pairs):
+        lr, hr = check_pair(lr, hr, (f"pairs[{i}] lr", f"pairs[{i}] hr"))
+        if shape is not None and lr.shape != shape:
+            raise InputError(f"pairs[{i}]", f"grid {lr.shape} differs from that of pairs[0], {shape}")
+        shape = lr.shape
+        spec_lr = power_spectrum(lr, box_size, mas)
+        p_lr = p_lr + spec_lr.power
+        p_hr = p_hr + power_spectrum(hr, box_size, mas).power
+    if shape is None:
+        raise InputError("pairs", "need at least one (lr, hr) pair to fit T(k)")
+    # T^2 = <P_HR> / <P_LR> over the pairs: the fidelity issue's linear emulator.
+    ratio = np.divide(p_hr, p_lr, out=np.zeros_like(p_lr), where=p_lr > 0)
+    return spec_lr.k, np.sqrt(ratio)
+
+
+def apply_lr_transfer(field, box_size, k, t):
+    """The linear emulator: ``field`` (an LR overdensity on the output grid, side ``box_size``
+    [Mpc/h]) with every Fourier mode multiplied by T(|k|), returned as float32.
+
+    T is interpolated linearly in |k| [h/Mpc] between the points ``(k, t)`` (increasing ``k``,
+    ``t`` >= 0, e.g. from :func:`fit_lr_transfer`) and held constant beyond their ends; the
+    k = 0 mode is multiplied by 1, so the mean is kept. The result is then clipped at delta = -1
+    (no negative densities), which raises the mean by the clipped amount.
+    """
+    field = check_field(field)
+    box_size = check_box_size(box_size)
+    k, t = np.asarray(k, dtype=np.float64), np.asarray(t, dtype=np.float64)
+    if k.ndim != 1 or k.shape != t.shape or k.size == 0:
+        raise InputError("lr_transfer", f"k and t must be 1D arrays of one length, got shapes "
+                                        f"{k.shape} and {t.shape}")
+    if not (np.all(np.isfinite(k)) and np.all(np.diff(k) > 0)
+            and np.all(np.isfinite(t)) and np.all(t >= 0)):
+        raise InputError("lr_transfer", "k must be finite and increasing, t finite and >= 0")
+    kx, ky, kz = (c.astype(np.float32) for c in fft.wavenumbers(field.shape[0], box_size))
+    d = fft.rfftn(field)
+    # d_T(k) = T(|k|) d_LR(k) (the fidelity issue's linear emulator), T(0) = 1.
+    gain = np.interp(np.sqrt(kx ** 2 + ky ** 2 + kz ** 2), k, t).astype(d.real.dtype)
+    gain[0, 0, 0] = 1
+    d *= gain
+    out = fft.irfftn(d, field.shape).astype(np.float32, copy=False)
+    return np.maximum(out, -1, out=out)
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,8 @@
 """The validation report of predicted (emulated) fields against a truth: a JSON-ready dict of
 power spectra, r(k), transfer function, one-point PDF, reduced bispectrum Q(theta), and, where
-asked for, seam statistics, calibration over samples and the low-resolution input's spectra.
+asked for, seam statistics, calibration over samples, the low-resolution input's spectra and the
+same figures for two trivial predictors of the truth: the LR as it is and the LR times a T(k)
+fitted on training pairs (the linear emulator).
 
 All statistics come from :mod:`sims.stats` and :mod:`sims.bispectrum` (conventions there).
 Spectra are reported on every integer shell up to the grid corner; ``k_nyquist`` is in the
@@ -19,17 +21,22 @@ from sims.h5io import FieldSpec, open_h5, read_field
 N_THETA = 9
 
 
-def validate_fields(truth, preds, box_size, lr=None, mas=None, core=None):
+def validate_fields(truth, preds, box_size, lr=None, mas=None, core=None, lr_transfer=None):
     """Validation report (dict of plain Python values, NaN/Inf as None) of ``preds`` against ``truth``.
 
     truth: (n, n, n) overdensity; preds: a sequence of (n, n, n) samples, a (K, n, n, n) array
     or one (n, n, n) array; box_size [Mpc/h]; lr: optional low-resolution overdensity of the same
     box on any cubic grid (Fourier-resampled to n^3 with ``sims.mesh.resample``); mas: window to
     deconvolve from every field (None, 'ngp', 'cic', 'tsc'); core: tile core size in cells for
-    the seam statistic. Keys: see :func:`_spectra_section` and the issue's list; calibration is
-    added for K >= 2 samples, ``seam`` when ``core`` is given, ``pk_lr``/``r_lr`` with ``lr``.
+    the seam statistic; lr_transfer: with ``lr``, None or the linear emulator's T(k) as
+    ``{"k": [h/Mpc], "t": [...]}`` (optionally ``"source"``: where it was fitted), fitted on
+    training pairs (:func:`sims.stats.fit_lr_transfer`). Keys: see :func:`_spectra_section` and
+    the issue's list; calibration is added for K >= 2 samples, ``seam`` when ``core`` is given,
+    ``pk_lr``/``r_lr`` and ``baselines`` (:func:`_lr_section`) with ``lr``.
     """
     truth = stats.check_field(truth, "truth")
+    if lr_transfer is not None and lr is None:
+        raise InputError("lr_transfer", "the LR x T(k) baseline needs the LR field")
     samples = _as_samples(preds, truth.shape)
     box_size = stats.check_box_size(box_size)
     mas = stats.check_mas(mas)
@@ -39,7 +46,7 @@ def validate_fields(truth, preds, box_size, lr=None, mas=None, core=None):
     report.update(_pdf_section(truth, samples, lr))
     report["bispectrum"] = _bispectrum_section(truth, samples, box_size, mas)
     if lr is not None:
-        report.update(_lr_section(truth, lr, box_size, mas))
+        report.update(_lr_section(truth, lr, box_size, mas, lr_transfer))
     if core is not None:
         report["seam"] = _seam_section(truth, samples, core)
     if len(samples) >= 2:
@@ -48,16 +55,19 @@ def validate_fields(truth, preds, box_size, lr=None, mas=None, core=None):
     return jsonable(report)
 
 
-def validate_files(truth_spec, pred_specs, out_dir, lr_spec=None, mas=None, core=None):
+def validate_files(truth_spec, pred_specs, out_dir, lr_spec=None, mas=None, core=None,
+                   lr_transfer=None):
     """Read the fields, build the report, write the plots and ``out_dir/report.json``; return the report.
 
     Specs are ``FILE[:DATASET]`` (defaults: truth 'hr', predictions 'sr', LR 'lr'); a (K, n, n, n)
-    prediction dataset counts as K samples. All input is read and checked before anything is
-    written; report.json is written last and atomically, so its presence means a complete run.
+    prediction dataset counts as K samples; ``lr_transfer`` as in :func:`validate_fields`. All
+    input is read and checked before anything is written; report.json is written last and
+    atomically, so its presence means a complete run.
     """
     truth, preds, lr = read_inputs(truth_spec, pred_specs, lr_spec)
     lr_data = None if lr is None else lr.data
-    report = validate_fields(truth.data, [p.data for p in preds], truth.box_size, lr=lr_data, mas=mas, core=core)
+    report = validate_fields(truth.data, [p.data for p in preds], truth.box_size, lr=lr_data, mas=mas,
+                             core=core, lr_transfer=lr_transfer)
     report["sources"] = {"truth": truth.source, "pred": [p.source for p in preds],
                          "lr": None if lr is None else lr.source}
     os.makedirs(out_dir, exist_ok=True)
@@ -114,12 +124,16 @@ def _spectra_section(truth, samples, box_size, mas):
     """k, nmodes, pk_truth, pk_pred (mean over samples), pk_pred_std, pk_ratio, r (mean of the
     samples' r with the truth), r_std, transfer sqrt(pk_pred / pk_truth)."""
     ens = stats.ensemble(truth, samples, box_size, mas)
-    ratio = np.divide(ens.pk_mean, ens.pk_truth, out=np.full_like(ens.pk_truth, np.nan),
-                      where=ens.pk_truth > 0)
+    ratio = _pk_ratio(ens.pk_mean, ens.pk_truth)
     return {"k": ens.k, "nmodes": ens.nmodes, "pk_truth": ens.pk_truth, "pk_pred": ens.pk_mean,
             "pk_pred_std": ens.pk_std, "pk_pred_samples": ens.pk_samples, "pk_ratio": ratio,
             "r": ens.r_samples.mean(axis=0), "r_std": ens.r_samples.std(axis=0),
             "transfer": np.sqrt(ratio)}
+
+
+def _pk_ratio(pk, pk_truth):
+    """P / P_truth, NaN where P_truth vanishes."""
+    return np.divide(pk, pk_truth, out=np.full_like(pk_truth, np.nan), where=pk_truth > 0)
 
 
 def _pdf_section(truth, samples, lr):
@@ -148,15 +162,38 @@ def _bispectrum_section(truth, samples, box_size, mas):
             "B_truth": res.B[0], "B_pred": res.B[1:].mean(axis=0)}
 
 
-def _lr_section(truth, lr, box_size, mas):
-    """P(k) of the LR field and its r(k) with the truth, up to the LR grid's Nyquist (NaN above)."""
+def _lr_section(truth, lr, box_size, mas, lr_transfer=None):
+    """P(k) of the LR field and its r(k) with the truth up to the LR grid's Nyquist (NaN above),
+    and ``baselines``: the trivial predictors of the truth, "lr" (the LR on the truth's grid as
+    it is) and, given ``lr_transfer``, "lr_transfer" (it times T(k),
+    :func:`sims.stats.apply_lr_transfer`), each with pk, pk_ratio, r on every shell (no cut at the
+    LR Nyquist: a predictor of the truth is judged on all its k) and the summary figures."""
     lr = stats.check_field(lr, "lr")
     n_lr, n = lr.shape[0], truth.shape[0]
     on_grid = lr if n_lr == n else mesh.resample(lr, n)
-    ens = stats.ensemble(truth, [on_grid], box_size, mas)
+    predictors = {"lr": on_grid}
+    if lr_transfer is not None:
+        k_t, t = _transfer_points(lr_transfer)
+        predictors["lr_transfer"] = stats.apply_lr_transfer(on_grid, box_size, k_t, t)
+    ens = stats.ensemble(truth, list(predictors.values()), box_size, mas)
     beyond = ens.k >= stats.k_nyquist(min(n_lr, n), box_size)
+    k_nyq = stats.k_nyquist(n, box_size)
+    baselines = {}
+    for i, name in enumerate(predictors):
+        ratio = _pk_ratio(ens.pk_samples[i], ens.pk_truth)
+        baselines[name] = {"pk": ens.pk_samples[i], "pk_ratio": ratio, "r": ens.r_samples[i],
+                           "summary": _figures(ens.k, k_nyq, ratio, ens.r_samples[i])}
+    if lr_transfer is not None:
+        baselines["lr_transfer"]["transfer"] = {"k": k_t, "t": t, "source": lr_transfer.get("source")}
     return {"ngrid_lr": n_lr, "pk_lr": np.where(beyond, np.nan, ens.pk_samples[0]),
-            "r_lr": np.where(beyond, np.nan, ens.r_samples[0])}
+            "r_lr": np.where(beyond, np.nan, ens.r_samples[0]), "baselines": baselines}
+
+
+def _transfer_points(lr_transfer):
+    """The (k, t) arrays of an ``lr_transfer`` dict; InputError when it is not one."""
+    if not isinstance(lr_transfer, dict) or not {"k", "t"} <= set(lr_transfer):
+        raise InputError("lr_transfer", "must be a dict with lists 'k' [h/Mpc] and 't'")
+    return np.asarray(lr_transfer["k"], dtype=float), np.asarray(lr_transfer["t"], dtype=float)
 
 
 def _seam_section(truth, samples, core):
@@ -178,14 +215,18 @@ def _calibration_section(truth, samples, box_size, mas):
             "mean_dispersion_ratio_nyq": np.average(cal.dispersion_ratio[below], weights=cal.nmodes[below])}
 
 
-def _summary(report):
-    """Scalar figures of merit over k < k_Nyq / 2 and k < k_Nyq."""
-    k, k_nyq = np.asarray(report["k"]), report["k_nyquist"]
-    dev, r = np.abs(np.asarray(report["pk_ratio"]) - 1), np.asarray(report["r"])
+def _figures(k, k_nyq, pk_ratio, r):
+    """max |P / P_truth - 1| and min r(k) over k < k_Nyq / 2 and k < k_Nyq."""
+    k, dev, r = np.asarray(k), np.abs(np.asarray(pk_ratio) - 1), np.asarray(r)
     half, full = k < k_nyq / 2, k < k_nyq
-    summary = {"max_abs_pk_ratio_dev_half_nyq": np.nanmax(dev[half]),
-               "max_abs_pk_ratio_dev_nyq": np.nanmax(dev[full]),
-               "min_r_half_nyq": r[half].min(), "min_r_nyq": r[full].min(),
+    return {"max_abs_pk_ratio_dev_half_nyq": np.nanmax(dev[half]),
+            "max_abs_pk_ratio_dev_nyq": np.nanmax(dev[full]),
+            "min_r_half_nyq": r[half].min(), "min_r_nyq": r[full].min()}
+
+
+def _summary(report):
+    """Scalar figures of merit of the prediction (:func:`_figures`), seams and calibration."""
+    summary = {**_figures(report["k"], report["k_nyquist"], report["pk_ratio"], report["r"]),
                "n_samples": report["n_samples"]}
     if "seam" in report:
         summary["max_seam_ratio"] = max(report["seam"]["ratio"])
@@ -224,19 +265,42 @@ def write_report(report, path):
             os.remove(tmp)
 
 
+BASELINE_LABELS = {"lr": "LR as is", "lr_transfer": "LR x T(k)"}
+
+
 def summary_table(report, rows=8):
-    """A short text table: P(k) of truth and prediction, their ratio and r at ``rows`` values of
-    k below k_Nyq, then the summary figures."""
+    """A short text table (< 100 characters a line): P(k) of truth and prediction, then P / P_truth
+    and r of the prediction (SR) and of each baseline at ``rows`` values of k below k_Nyq; the
+    summary figures of each; then the prediction's summary."""
     k = np.array(report["k"], dtype=float)
     below = np.flatnonzero(k < report["k_nyquist"])
     picks = below[np.unique(np.linspace(0, len(below) - 1, rows).round().astype(int))]
+    baselines = report.get("baselines", {})
+    columns = {"SR": report, **{BASELINE_LABELS[name]: part for name, part in baselines.items()}}
     lines = [f"box {report['box_size']:g} Mpc/h, grid {report['ngrid']}^3, {report['n_samples']} sample(s), "
              f"mas {report['mas']}",
-             f"{'k [h/Mpc]':>10} {'P_truth':>11} {'P_pred':>11} {'ratio':>7} {'r':>7}"]
+             (f"{'':34}" + "".join(f"{label:^16}" for label in columns)).rstrip(),
+             f"{'k [h/Mpc]':>10} {'P_truth':>11} {'P_pred':>11}"
+             + f" {'P ratio':>7} {'r':>7}" * len(columns)]
     for i in picks:
-        ratio = report["pk_ratio"][i]
-        lines.append(f"{k[i]:10.4f} {report['pk_truth'][i]:11.4g} {report['pk_pred'][i]:11.4g} "
-                     f"{'nan' if ratio is None else format(ratio, '.3f'):>7} {report['r'][i]:7.3f}")
+        lines.append(f"{k[i]:10.4f} {report['pk_truth'][i]:11.4g} {report['pk_pred'][i]:11.4g}"
+                     + "".join(f" {_number(part['pk_ratio'][i])} {_number(part['r'][i])}"
+                               for part in columns.values()))
+    if baselines:
+        lines.append(f"{'':10} {'|dP/P| k<kN/2':>14} {'|dP/P| k<kN':>12} {'min r k<kN/2':>13} "
+                     f"{'min r k<kN':>11}")
+        for label, part in columns.items():
+            fig = part["summary"]
+            lines.append(f"{label:<10} {_number(fig['max_abs_pk_ratio_dev_half_nyq'], 14)} "
+                         f"{_number(fig['max_abs_pk_ratio_dev_nyq'], 12)} "
+                         f"{_number(fig['min_r_half_nyq'], 13)} {_number(fig['min_r_nyq'], 11)}")
     lines += [f"{key}: {value:.4g}" if isinstance(value, float) else f"{key}: {value}"
               for key, value in report["summary"].items()]
     return "\n".join(lines)
+
+
+def _number(value, width=7):
+    """``value`` (None for NaN in a report) right-aligned in ``width`` >= 7 characters: .3f, or
+    .1e from 1000 on."""
+    text = "nan" if value is None else format(value, ".3f" if abs(value) < 1e3 else ".1e")
+    return f"{text:>{width}}"

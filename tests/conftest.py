@@ -1,4 +1,16 @@
 """Shared test helpers (pytest puts tests/ on sys.path, so test modules import them directly)."""
+import numpy as np
+
+
+def gaussian_smoothing(field, box_size, radius):
+    """``field`` [box side ``box_size``, Mpc/h] times exp(-k^2 R^2 / 2), R = ``radius`` [Mpc/h], in
+    Fourier space (numpy FFTs, float64)."""
+    n = field.shape[0]
+    modes = (np.fft.fftfreq(n, 1 / n)[:, None, None], np.fft.fftfreq(n, 1 / n)[None, :, None],
+             np.arange(n // 2 + 1)[None, None, :])
+    k2 = sum((2 * np.pi / box_size * m) ** 2 for m in modes)
+    smoothed = np.fft.rfftn(field) * np.exp(-k2 * radius ** 2 / 2)
+    return np.fft.irfftn(smoothed, s=field.shape, axes=(0, 1, 2))
 
 
 def write_tiny_checkpoint(path, tile, core, spacing, seed=0):

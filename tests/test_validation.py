@@ -1,13 +1,19 @@
 """The validation report (library and ``emulator validate``): keys, consistency on known
-inputs, LR / seam / calibration sections, plots, and clear errors with no report on bad input."""
+inputs, LR / baselines (LR, LR x T(k)) / seam / calibration sections, plots, and clear errors
+with no report on bad input."""
 import json
+
+import types
 
 import numpy as np
 import pytest
 
+from conftest import gaussian_smoothing
 from emulator.cli import main
-from sims import h5io, mesh, validation
+from sims import h5io, mesh, stats, validation
+from sims.cosmology import PLANCK18
 from sims.errors import InputError
+from sims.pairfile import write_pair
 
 N, BOX = 32, 64.0
 ISSUE_KEYS = {"box_size", "ngrid", "k", "nmodes", "pk_truth", "pk_pred", "pk_pred_std", "pk_ratio", "r",
@@ -66,6 +72,79 @@ def test_lr_section_on_a_coarser_grid_stops_at_its_nyquist():
     np.testing.assert_allclose([v for v, b in zip(report["pk_lr"], beyond) if not b],
                                np.array(report["pk_truth"])[~beyond], rtol=1e-4)
     assert report["ngrid_lr"] == N // 2 and len(report["pdf_lr"]) == len(report["pdf_truth"])
+
+
+SMOOTHING = 1.0  # Mpc/h: the LR of these tests is the truth smoothed by exp(-k^2 R^2 / 2)
+
+
+def smoothed_pair(seed):
+    """(lr, hr): a lognormal HR field and its Gaussian-smoothed LR on the same grid (float32)."""
+    hr = lognormal(seed)
+    return gaussian_smoothing(hr, BOX, SMOOTHING).astype(np.float32), hr
+
+
+def fitted_transfer(seeds):
+    """The ``lr_transfer`` dict fitted on the smoothed pairs of ``seeds`` (training pairs)."""
+    k, t = stats.fit_lr_transfer([smoothed_pair(s) for s in seeds], BOX)
+    return {"k": k.tolist(), "t": t.tolist()}
+
+
+def test_baselines_of_the_lr_and_of_the_lr_times_a_transfer_fitted_on_other_pairs():
+    """LR = truth smoothed: its P ratio is the kernel squared and r = 1; T(k) fitted on two other
+    seeds undoes the smoothing, so LR x T has P ratio ~ 1; the figures follow their definitions."""
+    lr, truth = smoothed_pair(30)
+    report = validation.validate_fields(truth, [1.1 * truth], BOX, lr=lr,
+                                        lr_transfer={**fitted_transfer([31, 32]), "source": "seeds 31-32"})
+    k = np.array(report["k"])
+    below = k < report["k_nyquist"]
+    base = report["baselines"]
+    assert set(base) == {"lr", "lr_transfer"}
+    assert base["lr_transfer"]["transfer"]["source"] == "seeds 31-32"
+    # the kernel W and P vary over a shell: the ratio is W^2 at its mean k to 2%, r just below 1
+    np.testing.assert_allclose(np.array(base["lr"]["pk_ratio"])[below],
+                               np.exp(-k[below] ** 2 * SMOOTHING ** 2), rtol=0.02)
+    np.testing.assert_allclose(np.array(base["lr"]["r"])[below], 1.0, atol=2e-3)
+    np.testing.assert_allclose(np.array(base["lr_transfer"]["pk_ratio"])[below], 1.0, atol=0.02)
+    assert np.min(np.array(base["lr_transfer"]["r"])[below]) > 0.999
+    np.testing.assert_allclose(np.array(report["r_lr"], dtype=float)[below], np.array(base["lr"]["r"])[below])
+    half = k < report["k_nyquist"] / 2
+    for part in base.values():
+        dev, r, figures = np.abs(np.array(part["pk_ratio"]) - 1), np.array(part["r"]), part["summary"]
+        assert figures["max_abs_pk_ratio_dev_half_nyq"] == pytest.approx(np.max(dev[half]))
+        assert figures["max_abs_pk_ratio_dev_nyq"] == pytest.approx(np.max(dev[below]))
+        assert figures["min_r_nyq"] == pytest.approx(np.min(r[below]))
+    assert base["lr"]["summary"]["max_abs_pk_ratio_dev_nyq"] > 0.5
+    assert base["lr_transfer"]["summary"]["max_abs_pk_ratio_dev_nyq"] < 0.02
+    json.dumps(report, allow_nan=False)
+
+
+def test_summary_table_shows_sr_and_baselines_side_by_side():
+    lr, truth = smoothed_pair(33)
+    report = validation.validate_fields(truth, [1.1 * truth], BOX, lr=lr, lr_transfer=fitted_transfer([34]))
+    lines = validation.summary_table(report, rows=4).splitlines()
+    assert max(len(line) for line in lines) <= 100
+    assert lines[1].split() == ["SR", "LR", "as", "is", "LR", "x", "T(k)"]
+    first = lines[3].split()
+    k0 = float(first[0])
+    i = int(np.argmin(np.abs(np.array(report["k"]) - k0)))
+    expected = [report["pk_ratio"][i], report["r"][i]]
+    for name in ("lr", "lr_transfer"):
+        expected += [report["baselines"][name]["pk_ratio"][i], report["baselines"][name]["r"][i]]
+    np.testing.assert_allclose([float(v) for v in first[3:]], expected, atol=6e-4)
+    figures = {line[:10].strip(): line for line in lines if line.startswith(("SR ", "LR as is", "LR x T"))}
+    assert set(figures) == {"SR", "LR as is", "LR x T(k)"}
+    lr_dev = report["baselines"]["lr"]["summary"]["max_abs_pk_ratio_dev_nyq"]
+    assert figures["LR as is"].split()[4] == f"{lr_dev:.3f}"
+    without = validation.summary_table(validation.validate_fields(truth, [truth], BOX)).splitlines()
+    assert without[1].split() == ["SR"] and without[2].split()[-3:] == ["P", "ratio", "r"]
+
+
+def test_lr_transfer_needs_the_lr_and_a_k_t_dict():
+    truth = lognormal(35)
+    with pytest.raises(InputError, match="needs the LR"):
+        validation.validate_fields(truth, [truth], BOX, lr_transfer={"k": [1.0], "t": [1.0]})
+    with pytest.raises(InputError, match="lr_transfer"):
+        validation.validate_fields(truth, [truth], BOX, lr=truth, lr_transfer={"t": [1.0]})
 
 
 def test_seam_section_sees_tiles_with_jumps():
@@ -146,6 +225,64 @@ def test_cli_bad_input_exits_2_and_writes_no_report(tmp_path, capsys, case, mess
     assert main(["validate", "--truth", pair, "--pred", bad, "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err and "pred.h5" in err
+    assert not out.exists()
+
+
+def test_cli_lr_transfer_from_training_pairs_and_from_a_checkpoint(tmp_path, monkeypatch, capsys):
+    """--transfer-from fits T on the pairs of a directory (not on the truth); --model takes the
+    checkpoint's lr_transfer (load_model stubbed: the network is not needed)."""
+    train = tmp_path / "train"
+    train.mkdir()
+    for seed in (41, 42):
+        lr, hr = smoothed_pair(seed)
+        write_pair(train / f"pair_{seed}.h5", lr, hr, box_size=BOX, redshift=0.0, cosmology=PLANCK18)
+    lr, truth = smoothed_pair(40)
+    pair = write_h5(tmp_path / "pair.h5", hr=truth, lr=lr)
+    sr = write_h5(tmp_path / "sr.h5", sr=truth)
+    out = tmp_path / "val"
+    assert main(["validate", "--truth", pair, "--pred", sr, "--lr", pair, "--transfer-from", str(train),
+                 "--out", str(out)]) == 0
+    report = json.loads((out / "report.json").read_text())
+    transfer = report["baselines"]["lr_transfer"]["transfer"]
+    expected = fitted_transfer([41, 42])
+    np.testing.assert_allclose(transfer["t"], expected["t"], rtol=1e-6)
+    assert str(train) in transfer["source"] and "LR x T(k)" in capsys.readouterr().out
+
+    checkpoint = tmp_path / "model.pt"
+    checkpoint.write_bytes(b"")
+    stored = {"k": [0.1, 1.0], "t": [1.0, 2.0]}
+    monkeypatch.setattr("emulator.checkpoint.load_model",
+                        lambda path: types.SimpleNamespace(lr_transfer=stored))
+    assert main(["validate", "--truth", pair, "--pred", sr, "--lr", pair, "--model", str(tmp_path),
+                 "--out", str(out)]) == 0
+    transfer = json.loads((out / "report.json").read_text())["baselines"]["lr_transfer"]["transfer"]
+    assert (transfer["k"], transfer["t"]) == (stored["k"], stored["t"])
+    assert str(checkpoint) in transfer["source"]
+
+
+@pytest.mark.parametrize("case, message", [
+    ("no lr", "--model: the LR x T(k) baseline multiplies the LR field"),
+    ("old checkpoint", "model.pt: checkpoint stores no lr_transfer"),
+    ("no pairs", "empty: contains no paired box files"),
+    ("lr grid", "pair_0.h5: LR grid (8, 8, 8) differs from the HR grid"),
+])
+def test_cli_transfer_errors_name_the_flag_or_file(tmp_path, monkeypatch, capsys, case, message):
+    truth = lognormal(43, n=16)
+    pair = write_h5(tmp_path / "pair.h5", hr=truth, lr=truth)
+    (tmp_path / "model.pt").write_bytes(b"")
+    monkeypatch.setattr("emulator.checkpoint.load_model",
+                        lambda path: types.SimpleNamespace(lr_transfer=None))
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "coarse").mkdir()
+    write_pair(tmp_path / "coarse" / "pair_0.h5", truth[::2, ::2, ::2], truth, box_size=BOX, redshift=0.0,
+               cosmology=PLANCK18)
+    flags = {"no lr": ["--model", str(tmp_path)], "old checkpoint": ["--lr", pair, "--model", str(tmp_path)],
+             "no pairs": ["--lr", pair, "--transfer-from", str(tmp_path / "empty")],
+             "lr grid": ["--lr", pair, "--transfer-from", str(tmp_path / "coarse")]}[case]
+    out = tmp_path / "val"
+    assert main(["validate", "--truth", pair, "--pred", f"{pair}:hr", *flags, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err
     assert not out.exists()
 
 
