@@ -40,6 +40,33 @@ def abort_on_error(comm):
         raise
 
 
+@contextlib.contextmanager
+def run_lock(comm, out_path):
+    """Hold the lock of output ``out_path`` (sims.outputs) on every rank for the block: rank 0
+    takes it exclusively, which fails while any process of another run holds it, then shares it
+    with the other ranks, so that it stays held while any rank of this run lives (mpiexec may
+    return before an aborted rank has died). InputError on every rank when it is held."""
+    from sims.errors import InputError
+    from sims.outputs import acquire, release
+
+    rank, fd, refused = comm.Get_rank(), None, None
+    if rank == 0:
+        try:
+            fd = acquire(out_path, then_shared=True)
+        except InputError as err:
+            refused = (err.source, err.problem)
+    refused = comm.bcast(refused, root=0)
+    if refused is not None:
+        raise InputError(*refused)
+    if rank != 0:
+        fd = acquire(out_path, shared=True)          # shared with rank 0: never refused
+    comm.Barrier()                                   # every rank holds it before rank 0 may remove it
+    try:
+        yield
+    finally:
+        release(out_path, fd, remove=rank == 0)
+
+
 def local_rank(comm):
     """Rank of this process among the ranks of its node (shared-memory split of ``comm``)."""
     from mpi4py import MPI

@@ -19,7 +19,7 @@ import numpy as np
 from tqdm import tqdm
 
 from emulator.masks import PHASES, known_mask
-from outpaint.mpi import abort_on_error, device_for_rank, exchange_halos, read_rows, world
+from outpaint.mpi import abort_on_error, device_for_rank, exchange_halos, read_rows, run_lock, world
 from outpaint.plan import Plan, exchange_colours, tile_seed
 from outpaint.writer import RunState, state_path, write_output
 from sims.errors import InputError
@@ -185,7 +185,7 @@ def pending(plan, state, phase, rows):
 
 def run_phases(comm, plan, state, lr, generator, seed, batch_size):
     """Generate every pending tile of this rank, phase by phase; exchange halos after each phase;
-    rank 0 records completed phases and shows a tqdm bar (phase, tiles done, ETA)."""
+    rank 0 shows a tqdm bar (phase, tiles recorded, ETA)."""
     rank = comm.Get_rank()
     own = plan.rows_of(rank)
     x0 = plan.local_extent(rank)[0] if len(own) else 0
@@ -208,8 +208,6 @@ def run_phases(comm, plan, state, lr, generator, seed, batch_size):
             exchange_halos(comm, plan, field, exchanges[phase])
             bar.n = comm.allreduce(sum(state.done(bx) for bx in own))
             bar.refresh()
-            if rank == 0:
-                state.record_phase(phase)
 
 
 def default_generator(model, sampler, steps, batch_size, options=None):
@@ -243,7 +241,9 @@ def upsample_box(model_path, lr_spec, out_path, *, tile=None, core=None, sampler
     tile, core [voxels]: default the model's. sampler, steps: passed to generate_tiles.
     seed: global seed; tile i draws its noise from ``tile_seed(seed, i)``. batch_size: tiles per
     generator call (and per progress record). resume: finish an interrupted run from
-    ``out_path + '.partial'``. force: overwrite an existing output or state.
+    ``out_path + '.partial'``. force: overwrite an existing output or state. While it runs, every
+    rank holds the lock ``out_path + '.lock'`` (outpaint.mpi.run_lock): a second run on the same
+    output is refused (InputError) until every process of the first has ended.
     generator: ``f(lr, known, mask, seeds) -> (B, t, t, t)`` replacing generate_tiles (then
     ``model_path`` may be None: no checks against a model; tile and core are required).
     generate_options: further keywords of generate_tiles (e.g. ``{"clip": True}``); JSON values.
@@ -261,28 +261,29 @@ def upsample_box(model_path, lr_spec, out_path, *, tile=None, core=None, sampler
     tile, core = check_model_tile(model, tile, core)
     source = open_lr(lr_spec, model)
     plan = Plan(source.n, tile, core, comm.Get_size())
-    action = output_action(out_path, resume, force)
-    if action == "done":
-        return out_path
-    lr = read_local_lr(source, plan, rank)
-    check_lr_values(comm, source, lr)
-    model_name = os.path.abspath(model_path) if model_path is not None else _name(generator)
-    settings = {"n": plan.n, "tile": tile, "core": core, "seed": int(seed), "sampler": sampler,
-                "steps": int(steps), "model": model_name, "box_size": source.box_size,
-                "lr": f"{os.path.abspath(source.spec.path)}:{source.spec.dataset}",
-                "generate_options": dict(generate_options or {})}
-    state = _prepare_state(comm, out_path, plan, settings, action)
-    generator = generator or default_generator(model, sampler, steps, batch_size, generate_options)
-    with abort_on_error(comm):
-        run_phases(comm, plan, state, lr, generator, seed, batch_size)
-        comm.Barrier()
-        if rank == 0:
-            attrs = {k: source.attrs[k] for k in ("redshift", "cosmology") if k in source.attrs}
-            write_output(out_path, state, box_size=source.box_size, model=model_name, sampler=sampler,
-                         steps=int(steps), seed=int(seed), tile=tile, core=core, phases=PHASES,
-                         ranks=comm.Get_size(), **attrs)
-            state.remove()
-        comm.Barrier()
+    with run_lock(comm, out_path):
+        action = output_action(out_path, resume, force)
+        if action == "done":
+            return out_path
+        lr = read_local_lr(source, plan, rank)
+        check_lr_values(comm, source, lr)
+        model_name = os.path.abspath(model_path) if model_path is not None else _name(generator)
+        settings = {"n": plan.n, "tile": tile, "core": core, "seed": int(seed), "sampler": sampler,
+                    "steps": int(steps), "model": model_name, "box_size": source.box_size,
+                    "lr": f"{os.path.abspath(source.spec.path)}:{source.spec.dataset}",
+                    "generate_options": dict(generate_options or {})}
+        state = _prepare_state(comm, out_path, plan, settings, action)
+        generator = generator or default_generator(model, sampler, steps, batch_size, generate_options)
+        with abort_on_error(comm):
+            run_phases(comm, plan, state, lr, generator, seed, batch_size)
+            comm.Barrier()
+            if rank == 0:
+                attrs = {k: source.attrs[k] for k in ("redshift", "cosmology") if k in source.attrs}
+                write_output(out_path, state, box_size=source.box_size, model=model_name,
+                             sampler=sampler, steps=int(steps), seed=int(seed), tile=tile, core=core,
+                             phases=PHASES, ranks=comm.Get_size(), **attrs)
+                state.remove()
+            comm.Barrier()
     return out_path
 
 

@@ -3,12 +3,14 @@
 State directory ``OUT.partial/`` (on a file system every rank sees):
 
 - ``run.json``: the settings that determine the result (box, tile, core, seed, sampler, steps,
-  model, LR source) and the phases completed by every rank. ``--resume`` refuses a state made with
-  other settings. The rank count is not a setting: a run may resume on any number of ranks.
+  model, LR source). ``--resume`` refuses a state made with other settings. The rank count is
+  not a setting: a run may resume on any number of ranks.
 - ``row_XXXXX.npy``: the cores of block row ``bx`` (float32 (core, n, n), memory-mapped) and
   ``row_XXXXX.json``: ``{"done": k}``, the row's first ``k`` tiles in its schedule order
   (:meth:`outpaint.plan.Plan.row_position`) are complete. After every tile batch the owner
-  flushes the new cores, then replaces the JSON: a kill loses at most the batch in flight.
+  flushes the new cores, then replaces the JSON: a kill loses at most the batch in flight. The
+  row JSONs are the one record of progress: a tile is completed when they say so
+  (:meth:`RunState.completed_tiles`), whatever a rank was doing or printing when it died.
 
 Output: one HDF5 file, dataset ``sr`` (1, n, n, n) float32: one sample, with the leading sample
 axis that ``emulator upsample`` gives a one-tile box's K samples, so ``sr`` always reads as
@@ -28,6 +30,8 @@ import shutil
 
 import numpy as np
 
+from emulator.masks import PHASES
+from sims.outputs import write_text
 from sims.errors import InputError
 from sims.h5io import atomic_h5, write_attrs
 
@@ -41,11 +45,8 @@ def state_path(out_path):
 
 
 def _write_json(path, obj):
-    """Write JSON atomically (temporary file, then rename)."""
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=1, sort_keys=True)
-    os.replace(tmp, path)
+    """Write JSON atomically and durably (sims.outputs)."""
+    write_text(path, json.dumps(obj, indent=1, sort_keys=True))
 
 
 def _read_json(path):
@@ -67,7 +68,7 @@ class RunState:
         """Start a fresh state directory (replacing any old one) holding ``settings``."""
         shutil.rmtree(directory, ignore_errors=True)
         os.makedirs(directory)
-        _write_json(os.path.join(directory, RUN_FILE), {"settings": settings, "phases_done": []})
+        _write_json(os.path.join(directory, RUN_FILE), {"settings": settings})
         return cls(directory, plan)
 
     @classmethod
@@ -102,12 +103,19 @@ class RunState:
         """Record that row ``bx`` has its first ``done`` tiles (call after flushing its cores)."""
         _write_json(self._row(bx, "json"), {"done": int(done)})
 
-    def record_phase(self, phase):
-        """Add ``phase`` to the phases every rank has completed (rank 0, after a barrier)."""
-        path = os.path.join(self.directory, RUN_FILE)
-        run = _read_json(path)
-        run["phases_done"] = sorted(set(run["phases_done"]) | {int(phase)})
-        _write_json(path, run)
+    def completed_tiles(self):
+        """Global indices of the tiles whose cores the state records, sorted: a tile counts as
+        completed once its row file is flushed and its row's JSON names it, never earlier."""
+        blocks = np.concatenate([self.plan.blocks_in_phase(p) for p in range(PHASES)])
+        done = np.array([self.done(bx) for bx in range(self.plan.blocks)], dtype=np.int64)
+        recorded = self.plan.row_position(blocks) < done[blocks[:, 0]]
+        return np.sort(self.plan.tile_index(blocks[recorded]))
+
+    def completed_phases(self):
+        """Phases whose every tile the state records (see :meth:`completed_tiles`)."""
+        recorded = set(self.completed_tiles().tolist())
+        return [p for p in range(PHASES)
+                if recorded.issuperset(self.plan.tile_index(self.plan.blocks_in_phase(p)).tolist())]
 
     def complete(self):
         """True when every row has all its tiles."""

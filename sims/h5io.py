@@ -14,6 +14,7 @@ import h5py
 import numpy as np
 
 from sims import __version__
+from sims.outputs import atomic_path
 from sims.errors import InputError
 
 
@@ -29,21 +30,10 @@ def provenance():
 
 @contextlib.contextmanager
 def atomic_h5(path, mode="w"):
-    """Open ``path + '.tmp'`` for writing and rename it onto ``path`` only if the block succeeds.
-
-    A crash or exception leaves no file at ``path`` that looks complete; the temporary file is
-    removed on failure.
-    """
-    path = os.fspath(path)
-    tmp = path + ".tmp"
-    try:
-        with h5py.File(tmp, mode) as f:
-            yield f
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(tmp)
-        raise
+    """Open ``path + '.tmp'`` for writing and rename it onto ``path`` only if the block succeeds
+    (:func:`sims.outputs.atomic_path`): a crash leaves no file at ``path`` that looks complete."""
+    with atomic_path(path) as tmp, h5py.File(tmp, mode) as f:
+        yield f
 
 
 def open_h5(path):

@@ -1,6 +1,8 @@
 """Outpainting driver: real ``mpiexec -n 2`` runs against one-rank runs, kill and resume, known
 context, halo exchange, bad input. Tiles come from the deterministic stand-in generator of
 tests/outpaint_job.py, and once from a tiny untrained U-Net through emulator.generate."""
+import contextlib
+import fcntl
 import json
 import os
 import subprocess
@@ -15,9 +17,10 @@ from emulator.masks import PHASES, known_mask
 from outpaint.mpi import exchange_halos, layer_mask, world
 from outpaint.plan import Plan, exchange_colours, tile_seed
 from outpaint.run import upsample_box
-from outpaint.writer import state_path
+from outpaint.writer import RunState, state_path
 from outpaint_job import Crash, instrumented, stand_in
 from sims.errors import InputError
+from sims.outputs import lock_path
 
 pytestmark = pytest.mark.mpi
 
@@ -94,25 +97,38 @@ def test_two_ranks_equal_one_rank_and_generate_every_tile_once(lr_file, referenc
     assert attrs["ranks"] == 2 and attrs["phases"] == 8 and attrs["tile"] == TILE and attrs["core"] == CORE
     assert attrs["box_size"] == N and attrs["redshift"] == 0.5 and json.loads(attrs["cosmology"])["h"] == 0.6766
     assert attrs["seed"] == SEED and attrs["sampler"] and attrs["steps"] == 2 and "outpaint_job" in attrs["model"]
-    assert "created_by" in attrs and not os.path.exists(state_path(out))
+    assert "created_by" in attrs and not os.path.exists(state_path(out)) and not os.path.exists(lock_path(out))
+
+
+def recorded_state(out):
+    """The state a killed run of the module's plan left next to ``out``, once every process of
+    that run has ended: mpiexec may return while an aborted rank still runs and records tiles,
+    but the rank holds the output's lock until it dies (a wait on an event, not on time)."""
+    with contextlib.suppress(FileNotFoundError), open(lock_path(out)) as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+    return RunState(state_path(out), Plan(N, TILE, CORE))
 
 
 def test_kill_then_resume_equals_uninterrupted_without_regenerating(lr_file, reference, tmp_path):
+    """Judged by what the state records, never by what a rank logged before MPI_Abort (a rank may
+    log a tile it never recorded, or be killed by the other's abort before it logs)."""
     out, log1, log2 = tmp_path / "sr.h5", tmp_path / "run1", tmp_path / "run2"
     log1.mkdir(), log2.mkdir()
     crashed = mpirun(2, "--lr", lr_file, "--out", out, "--log", log1, "--crash-phase", 5, "--crash-call", 2)
     # the exit status, not stderr: mpiexec's abort can cut the traceback off on a loaded machine
     assert crashed.returncode != 0, crashed.stdout + crashed.stderr
     assert not out.exists() and not Path(f"{out}.tmp").exists()
-    run = json.loads((Path(state_path(out)) / "run.json").read_text())
-    assert run["phases_done"] == [0, 1, 2, 3, 4]
-    first = logged_seeds(log1)
-    # per rank: phases 0-4 with 4 tiles each, then the first batch (3 tiles) of phase 5
-    assert len(first) == 2 * (5 * 4 + 3)
+    state = recorded_state(out)
+    # a rank dies at its 2nd batch of phase 5 only after the phase-4 exchange, which needs every
+    # tile of phases 0-4 recorded; of phase 5 at most each rank's first batch (3 tiles) is
+    assert state.completed_phases() == [0, 1, 2, 3, 4]
+    kept = {tile_seed(SEED, i) for i in state.completed_tiles()}
+    assert 2 * 5 * 4 <= len(kept) <= 2 * (5 * 4 + 3)
+    assert kept <= set(logged_seeds(log1))                  # recorded tiles came from this run
     resumed = mpirun(2, "--lr", lr_file, "--out", out, "--log", log2, "--resume")
     assert resumed.returncode == 0, resumed.stderr
-    second = logged_seeds(log2)
-    assert not set(first) & set(second) and len(first) + len(second) == len(ALL_SEEDS)
+    second = logged_seeds(log2)                             # complete: this run was not aborted
+    assert sorted(second) == sorted(ALL_SEEDS - kept)       # every unrecorded tile once, no other
     np.testing.assert_allclose(read_sr(out)[0], reference, rtol=1e-6, atol=1e-7)
     assert not os.path.exists(state_path(out))
 
@@ -141,8 +157,7 @@ def test_failure_on_one_rank_stops_every_rank(lr_file, tmp_path):
                   abort_script=False)
     assert proc.returncode != 0                  # (the abort may cut the forwarded traceback short)
     assert not out.exists()
-    run = json.loads((Path(state_path(out)) / "run.json").read_text())
-    assert set(run["phases_done"]) <= {0, 1, 2}   # stopped in phase 3 (rank 0 may die before recording 2)
+    assert recorded_state(out).completed_phases() == [0, 1, 2]      # rank 1 recorded no phase-3 tile
 
 
 def tile_smoother(lr, known, mask, seeds):
@@ -243,6 +258,36 @@ def test_interrupted_state_needs_resume_or_force_and_the_same_settings(lr_file, 
         run_in_process(lr_file, out, generator=instrumented(stand_in, TILE, CORE), resume=True, seed=2)
     run_in_process(lr_file, out, generator=instrumented(stand_in, TILE, CORE), force=True)
     np.testing.assert_allclose(read_sr(out)[0], reference, rtol=1e-6, atol=1e-7)
+
+
+def test_a_second_run_on_the_same_output_is_refused_while_the_first_runs(lr_file, reference, tmp_path):
+    """While a run holds its output's lock, a second run on that output is refused whatever its
+    flags, and the first run's result stays whole (issue 16, item 1)."""
+    out, refused = tmp_path / "sr.h5", []
+
+    def interfering(lr, known, mask, seeds):
+        if not refused:                      # first call: the first run has its lock and state
+            for flags in ({}, {"resume": True}, {"force": True}):
+                with pytest.raises(InputError, match="another run is writing it") as err:
+                    run_in_process(lr_file, out, **flags)
+                refused.append(err.value.source)
+        return stand_in(lr, known, mask, seeds)
+
+    run_in_process(lr_file, out, generator=interfering)
+    assert refused == [str(out)] * 3
+    np.testing.assert_allclose(read_sr(out)[0], reference, rtol=1e-6, atol=1e-7)
+    assert not os.path.exists(lock_path(out)) and not os.path.exists(state_path(out))
+
+
+def test_a_lock_file_without_a_live_holder_does_not_block_resume(lr_file, reference, tmp_path):
+    """kill -9 leaves OUT.lock behind, but the kernel dropped its flock with the process."""
+    out = tmp_path / "sr.h5"
+    with pytest.raises(Crash):
+        run_in_process(lr_file, out, generator=instrumented(stand_in, TILE, CORE, crash_phase=1))
+    Path(lock_path(out)).touch()
+    run_in_process(lr_file, out, generator=instrumented(stand_in, TILE, CORE), resume=True)
+    np.testing.assert_allclose(read_sr(out)[0], reference, rtol=1e-6, atol=1e-7)
+    assert not os.path.exists(lock_path(out))
 
 
 # --- a real (tiny, untrained) model through emulator.generate.generate_tiles -----------------

@@ -113,8 +113,11 @@ def run(args):
                                            f"model's tile {tile}^3")
     # one tile is one job: under mpiexec rank 0 alone generates it and writes the file
     from outpaint.mpi import world
-    if world().Get_rank() == 0 and outpaint.output_action(args.out, args.resume, args.force) != "done":
-        upsample_tile(model, path, source, args, options)
+    from sims.outputs import lock_output
+    if world().Get_rank() == 0:
+        with lock_output(args.out):
+            if outpaint.output_action(args.out, args.resume, args.force) != "done":
+                upsample_tile(model, path, source, args, options)
     return 0
 
 
