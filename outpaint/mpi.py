@@ -14,6 +14,7 @@ import traceback
 import numpy as np
 
 from outpaint.plan import colour_of
+from sims.errors import one_line
 
 TAG_LEFTWARD, TAG_RIGHTWARD = 11, 12
 
@@ -28,15 +29,21 @@ def world():
 def abort_on_error(comm):
     """Turn an exception on one rank into ``MPI_Abort`` of every rank when there are several, so
     that no rank waits forever in a collective for one that has died (what ``python -m mpi4py``
-    does for a whole script). With one rank the exception propagates unchanged. Use it only
-    around code after the input checks, which raise the same InputError on every rank."""
+    does for a whole script). The rank first prints the error: one line ``error: ...`` when it
+    is not a bug (sims.errors.one_line: a full disk, Ctrl-C, ...), else its traceback. With one
+    rank the exception propagates unchanged. Use it only around code after the input checks,
+    which raise the same InputError on every rank."""
     try:
         yield
-    except BaseException:
+    except BaseException as err:
         if comm.Get_size() > 1:
-            traceback.print_exc()
+            status_message = one_line(err)
+            if status_message is None:
+                traceback.print_exc()
+            else:
+                print(f"error: {status_message[1]}", file=sys.stderr)
             sys.stderr.flush()
-            comm.Abort(1)
+            comm.Abort(1 if status_message is None else status_message[0])
         raise
 
 

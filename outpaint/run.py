@@ -24,6 +24,7 @@ from outpaint.plan import Plan, exchange_colours, tile_seed
 from outpaint.writer import RunState, state_path, write_output
 from sims.errors import InputError
 from sims.h5io import FieldSpec, open_h5
+from sims.outputs import check_writable
 
 LR_DATASET = "lr"
 SPACING_RTOL = 1e-5
@@ -163,7 +164,7 @@ def record_batch(plan, state, rows, blocks):
     positions = plan.row_position(blocks)
     for bx in np.unique(blocks[:, 0]):
         rows[bx].flush()
-        state.record(bx, positions[blocks[:, 0] == bx].max() + 1)
+        state.record(bx, positions[blocks[:, 0] == bx].max() + 1, rows[bx])
 
 
 def generate_batch(generator, plan, lr, field, x0, blocks, phase, seed):
@@ -189,7 +190,7 @@ def run_phases(comm, plan, state, lr, generator, seed, batch_size):
     rank = comm.Get_rank()
     own = plan.rows_of(rank)
     x0 = plan.local_extent(rank)[0] if len(own) else 0
-    rows = {bx: state.row(bx) for bx in own}
+    rows = {bx: state.open_row(bx) for bx in own}
     field = np.zeros_like(lr)
     for bx, row in rows.items():
         field[bx * plan.core - x0:(bx + 1) * plan.core - x0] = row
@@ -216,6 +217,16 @@ def default_generator(model, sampler, steps, batch_size, options=None):
     from emulator.generate import generate_tiles
     return functools.partial(generate_tiles, model, sampler=sampler, steps=steps, batch_size=batch_size,
                              **(options or {}))
+
+
+def check_generate_options(model, sampler, steps, options=None):
+    """InputError now, before any output is touched, for what generate_tiles would refuse at its
+    first batch (sampler, --spacing, --steps, --lr-consistency): it is run on zero tiles, so the
+    checks are generate_tiles' own."""
+    from emulator.generate import generate_tiles
+    empty = np.zeros((0,) + (model.tile,) * 3, dtype=np.float32)
+    generate_tiles(model, empty, empty, empty.astype(bool), [], sampler=sampler, steps=steps,
+                   batch_size=1, **(options or {}))
 
 
 def check_model_tile(model, tile, core):
@@ -261,6 +272,9 @@ def upsample_box(model_path, lr_spec, out_path, *, tile=None, core=None, sampler
     tile, core = check_model_tile(model, tile, core)
     source = open_lr(lr_spec, model)
     plan = Plan(source.n, tile, core, comm.Get_size())
+    if generator is None:
+        check_generate_options(model, sampler, steps, generate_options)
+    check_writable(out_path)
     with run_lock(comm, out_path):
         action = output_action(out_path, resume, force)
         if action == "done":

@@ -6,9 +6,12 @@ State directory ``OUT.partial/`` (on a file system every rank sees):
   model, LR source). ``--resume`` refuses a state made with other settings. The rank count is
   not a setting: a run may resume on any number of ranks.
 - ``row_XXXXX.npy``: the cores of block row ``bx`` (float32 (core, n, n), memory-mapped) and
-  ``row_XXXXX.json``: ``{"done": k}``, the row's first ``k`` tiles in its schedule order
-  (:meth:`outpaint.plan.Plan.row_position`) are complete. After every tile batch the owner
-  flushes the new cores, then replaces the JSON: a kill loses at most the batch in flight. The
+  ``row_XXXXX.json``: ``{"done": k, "crc32": [...]}``, the row's first ``k`` tiles in its
+  schedule order (:meth:`outpaint.plan.Plan.row_position`) are complete, with the crc32 of each
+  one's core. After every tile batch the owner flushes the new cores, then replaces the JSON: a
+  kill loses at most the batch in flight. A run checks the rows it reuses first
+  (:meth:`RunState.open_row`: file size and header, checksums) and generates again what does
+  not verify. The
   row JSONs are the one record of progress: a tile is completed when they say so
   (:meth:`RunState.completed_tiles`), whatever a rank was doing or printing when it died.
 
@@ -27,6 +30,8 @@ a single self-contained file.
 import json
 import os
 import shutil
+import sys
+import zlib
 
 import numpy as np
 
@@ -52,6 +57,29 @@ def _write_json(path, obj):
 def _read_json(path):
     with open(path) as f:
         return json.load(f)
+
+
+def _row_file_ok(path, shape):
+    """True when ``path`` is a .npy file of float32 ``shape`` (C order) with all its bytes."""
+    try:
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
+                np.lib.format.read_array_header_2_0
+            stored, fortran, dtype = read(f)
+            size = f.tell() + int(np.prod(shape)) * 4
+    except (OSError, ValueError):
+        return False
+    return (tuple(stored), fortran, dtype) == (shape, False, np.dtype("<f4")) and \
+        os.path.getsize(path) == size
+
+
+def _new_row(path, shape):
+    """A new zero row file of float32 ``shape`` with its disk space allocated; its memory map."""
+    row = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=shape)
+    with open(path, "r+b") as f:
+        os.posix_fallocate(f.fileno(), 0, os.path.getsize(path))
+    return row
 
 
 class RunState:
@@ -87,21 +115,77 @@ class RunState:
         return cls(directory, plan)
 
     def done(self, bx):
-        """Completed tiles of block row ``bx`` (its first ``done`` in row schedule order)."""
+        """Completed tiles of block row ``bx`` (its first ``done`` in row schedule order) as its
+        JSON records them; 0 when the JSON is missing or malformed."""
+        try:
+            return self._record(bx)[0]
+        except ValueError:
+            return 0
+
+    def _record(self, bx):
+        """(done, checksums) of row ``bx``'s JSON; (0, []) without one; ValueError when malformed."""
         path = self._row(bx, "json")
-        return _read_json(path)["done"] if os.path.exists(path) else 0
+        if not os.path.exists(path):
+            return 0, []
+        try:
+            record = _read_json(path)
+            done, sums = int(record["done"]), [int(c) for c in record["crc32"]]
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise ValueError(f"{path}: unreadable record ({type(err).__name__}: {err})") from err
+        if not 0 <= done <= min(len(sums), self.per_row):
+            raise ValueError(f"{path}: inconsistent record of {done} tiles")
+        return done, sums[:done]
 
-    def row(self, bx, mode="r+"):
-        """Memory map of row ``bx``'s cores, float32 (core, n, n); created (zeros) when missing."""
-        path = self._row(bx, "npy")
-        if os.path.exists(path):
-            return np.load(path, mmap_mode=mode)
-        shape = (self.plan.core, self.plan.n, self.plan.n)
-        return np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=shape)
+    @property
+    def per_row(self):
+        """Tiles in one block row: 4 phases of (nb / 2)^2."""
+        return 4 * (self.plan.blocks // 2) ** 2
 
-    def record(self, bx, done):
-        """Record that row ``bx`` has its first ``done`` tiles (call after flushing its cores)."""
-        _write_json(self._row(bx, "json"), {"done": int(done)})
+    def _row_blocks(self, bx):
+        """Block indices (per_row, 3) of row ``bx`` in its schedule order (Plan.row_position)."""
+        blocks = np.concatenate([self.plan.blocks_in_phase(p, [bx]) for p in range(PHASES)])
+        return blocks[np.argsort(self.plan.row_position(blocks))]
+
+    def _checksum(self, row, block):
+        """crc32 of the core of ``block`` in the row array ``row``."""
+        c = self.plan.core
+        return zlib.crc32(np.ascontiguousarray(row[:, block[1] * c:(block[1] + 1) * c,
+                                                  block[2] * c:(block[2] + 1) * c]))
+
+    def open_row(self, bx):
+        """Memory map (r+) of row ``bx``'s cores, float32 (core, n, n), with its record verified:
+        a row file of the wrong size or header is made again (zeros, its disk space allocated
+        now, so that a full disk is an OSError here and never a SIGBUS in a later write), and the
+        record keeps only the leading tiles whose checksums match: the rest are generated again.
+        Call on the rank that owns the row."""
+        path, shape = self._row(bx, "npy"), (self.plan.core, self.plan.n, self.plan.n)
+        try:
+            recorded, sums = self._record(bx)
+        except ValueError as err:
+            print(f"{err}; generating the row again", file=sys.stderr)
+            recorded, sums = 0, []
+        if _row_file_ok(path, shape):
+            row, blocks = np.load(path, mmap_mode="r+"), self._row_blocks(bx)
+            done = next((j for j in range(recorded) if self._checksum(row, blocks[j]) != sums[j]), recorded)
+        else:
+            row, done = _new_row(path, shape), 0
+        if done < recorded:
+            print(f"{path}: {recorded - done} of its {recorded} recorded tiles are missing or do not "
+                  "match their checksums; generating them again", file=sys.stderr)
+        _write_json(self._row(bx, "json"), {"done": done, "crc32": sums[:done]})
+        return row
+
+    def record(self, bx, done, row):
+        """Record that row ``bx`` has its first ``done`` tiles, with the checksum of each one's
+        core (call after flushing ``row``, its memory map)."""
+        known, sums = self._record(bx)              # as open_row left it: verified
+        blocks = self._row_blocks(bx)
+        sums = sums[:known] + [self._checksum(row, blocks[j]) for j in range(known, int(done))]
+        _write_json(self._row(bx, "json"), {"done": int(done), "crc32": sums})
+
+    def row(self, bx):
+        """Read-only memory map of row ``bx``'s cores, float32 (core, n, n)."""
+        return np.load(self._row(bx, "npy"), mmap_mode="r")
 
     def completed_tiles(self):
         """Global indices of the tiles whose cores the state records, sorted: a tile counts as
@@ -119,8 +203,7 @@ class RunState:
 
     def complete(self):
         """True when every row has all its tiles."""
-        per_row = 4 * (self.plan.blocks // 2) ** 2
-        return all(self.done(bx) == per_row for bx in range(self.plan.blocks))
+        return all(self.done(bx) == self.per_row for bx in range(self.plan.blocks))
 
     def remove(self):
         shutil.rmtree(self.directory)
@@ -136,5 +219,5 @@ def write_output(out_path, state, **attrs):
     with atomic_h5(out_path) as f:
         dset = f.create_dataset("sr", shape=(1,) + (plan.n,) * 3, dtype=np.float32)
         for bx in range(plan.blocks):
-            dset[0, bx * plan.core:(bx + 1) * plan.core] = state.row(bx, mode="r")
+            dset[0, bx * plan.core:(bx + 1) * plan.core] = state.row(bx)
         write_attrs(f, **attrs)

@@ -2,6 +2,8 @@
 
 - :func:`atomic_path`: a kill never leaves a truncated file at an output's name (a temporary file
   next to it, flushed to disk, then renamed onto the name, atomic on POSIX file systems).
+- :func:`check_writable`: an unusable output path (a missing or non-folder parent, a folder in
+  place of a file, no permission, a pseudo file system) is an InputError before any work.
 - :func:`lock_output`: one run at a time per output. An ``flock`` on ``OUT.lock``, which the
   kernel drops when its process dies, so a killed run never leaves a lock that blocks ``--resume``.
 """
@@ -9,6 +11,7 @@ import contextlib
 import errno
 import fcntl
 import os
+import tempfile
 
 from sims.errors import InputError
 
@@ -45,6 +48,27 @@ def write_text(path, text, mode=None):
             f.write(text)
         if mode is not None:
             os.chmod(tmp, mode)
+
+
+def check_writable(path, directory=False):
+    """InputError naming ``path`` unless a file (``directory``: a folder, created if missing) can
+    be written there: the folder that would hold it takes a new file, tried with an anonymous
+    temporary file that leaves nothing behind."""
+    path = os.fspath(path)
+    if not directory and os.path.isdir(path):
+        raise InputError(path, "is a directory; give a file name")
+    if directory and os.path.exists(path) and not os.path.isdir(path):
+        raise InputError(path, "exists and is not a directory")
+    folder = path if directory else os.path.dirname(os.path.abspath(path))
+    while directory and not os.path.exists(folder):          # created with its parents later
+        folder = os.path.dirname(folder)
+    if not os.path.isdir(folder):
+        problem = "does not exist" if not os.path.exists(folder) else "is not a directory"
+        raise InputError(path, f"cannot be written: {folder} {problem}")
+    try:
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError as err:
+        raise InputError(path, f"cannot be written in {folder} ({err.strerror or err})") from None
 
 
 def lock_path(out_path):

@@ -6,8 +6,14 @@ import importlib
 import shlex
 import sys
 
-from sims.errors import InputError
+from sims.errors import one_line
 from sims.h5io import COMMAND_LINE
+from sims.outputs import check_writable
+
+OUTPUTS = {"ingest": (("out", False),), "upsample": (("out", False),), "simulate": (("out", True),),
+           "train": (("out", True),), "validate": (("out", True),), "demo": (("out", True),),
+           "jobs": (("out", False), ("log_dir", True))}
+"""(argument, is a folder) of every path a command writes, checked before the command runs."""
 
 SUBCOMMANDS = ("jobs", "ingest", "train", "simulate", "upsample", "validate", "demo")
 
@@ -25,7 +31,8 @@ def build_parser():
 
 
 def main(argv=None):
-    """Parse ``argv`` and run the subcommand; bad input prints one line and returns 2.
+    """Parse ``argv`` and run the subcommand. An error that is not a bug (sims.errors.one_line:
+    bad input, an OS failure, Ctrl-C) prints one line ``error: ...`` and returns its status.
 
     Arguments after a ``--`` are not parsed: they reach the subcommand as ``args.passthrough``.
     """
@@ -35,10 +42,15 @@ def main(argv=None):
     args.passthrough = argv[split + 1:]
     COMMAND_LINE.set(shlex.join(["emulator", *argv]))
     try:
+        for name, folder in OUTPUTS[args.command]:
+            check_writable(getattr(args, name), directory=folder)
         return args.run(args) or 0
-    except InputError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    except (Exception, KeyboardInterrupt) as err:
+        status_message = one_line(err)
+        if status_message is None:
+            raise
+        print(f"error: {status_message[1]}", file=sys.stderr)
+        return status_message[0]
 
 
 if __name__ == "__main__":

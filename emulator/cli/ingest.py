@@ -31,14 +31,22 @@ def add_parser(subparsers):
                         "means kpc/h).")
     p.add_argument("--out", required=True, metavar="FILE",
                    help="Paired box HDF5 file to write (written atomically).")
+    p.add_argument("--force", action="store_true", help="Overwrite an existing --out.")
     p.set_defaults(run=run)
 
 
 def run(args):
-    from sims.ingest import ingest_pair
+    import os
 
-    attrs = ingest_pair(args.lr, args.hr, args.out, args.grid, hr_type=args.hr_type,
-                        mas=args.mas, lr_grid=args.lr_grid, length_unit=args.length_unit)
+    from sims.errors import InputError
+    from sims.ingest import ingest_pair
+    from sims.outputs import lock_output
+
+    with lock_output(args.out):
+        if os.path.exists(args.out) and not args.force:
+            raise InputError(args.out, "already exists; use --force to overwrite it")
+        attrs = ingest_pair(args.lr, args.hr, args.out, args.grid, hr_type=args.hr_type,
+                            mas=args.mas, lr_grid=args.lr_grid, length_unit=args.length_unit)
     print(f"wrote {args.out}: lr {attrs['lr_grid']}^3 from {attrs['lr_particles']:g}^3 particles, "
           f"hr {attrs['grid']}^3 from {attrs['hr_particles']:g}^3 {args.hr_type} particles")
     return 0

@@ -111,6 +111,7 @@ def run(args):
     if source.n < tile:
         raise InputError(str(source.spec), f"box of {source.n}^3 HR voxels is smaller than the "
                                            f"model's tile {tile}^3")
+    outpaint.check_generate_options(model, args.sampler, args.steps, options)
     # one tile is one job: under mpiexec rank 0 alone generates it and writes the file
     from outpaint.mpi import world
     from sims.outputs import lock_output

@@ -1,0 +1,203 @@
+"""The corpus of bad inputs and faults (issue 16), grouped per command.
+
+A refused case must exit non-zero with exactly one line ``error: ...`` on stderr naming the file
+or setting, no traceback, and leave its work folder as it was: no output, no partial output, no
+lock file, an existing output untouched. A fault that a resumed run repairs must give the
+uninterrupted result. Commands run in this process through ``emulator.cli.main`` (an uncaught
+exception fails the test as a traceback would), on a tiny untrained model and 16^3 tiles.
+"""
+import os
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from conftest import write_tiny_checkpoint
+from emulator.cli import main
+from outpaint.run import upsample_box
+from outpaint.writer import state_path
+from outpaint_job import Crash, instrumented, stand_in
+from sims.outputs import acquire, lock_path, release
+
+SPACING, TILE, CORE = 2.0, 16, 8          # the tiny model: HR grid spacing [Mpc/h], tile, core
+
+
+def write_lr(path, field, box_size, dataset="lr", **attrs):
+    with h5py.File(path, "w") as f:
+        f[dataset] = field
+        f.attrs.update(box_size=box_size, **attrs)
+    return path
+
+
+def lognormal(n, seed=0):
+    """A float32 overdensity field (>= -1) of n^3 voxels."""
+    rho = np.exp(0.5 * np.random.default_rng(seed).standard_normal((n,) * 3))
+    return (rho / rho.mean() - 1).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    """Read-only inputs: the tiny model, a one-tile LR box (16^3) and a 2x2x2-block one (32^3)."""
+    folder = tmp_path_factory.mktemp("inputs")
+    return {"folder": folder,
+            "model": write_tiny_checkpoint(folder / "tiny.pt", tile=TILE, core=CORE, spacing=SPACING),
+            "tile": write_lr(folder / "tile.h5", lognormal(16), 16 * SPACING),
+            "box": write_lr(folder / "box.h5", lognormal(32), 32 * SPACING)}
+
+
+def listing(folder):
+    """Every path under ``folder`` with its size and modification time."""
+    return {p: (p.stat().st_size, p.stat().st_mtime_ns) for p in Path(folder).rglob("*")}
+
+
+def check_refused(capsys, argv, words, folder):
+    """Run ``emulator argv``; check the refusal contract of the module docstring, with ``words``
+    in the error line. Returns the line."""
+    before = listing(folder)
+    status = main([str(a) for a in argv])
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert status not in (0, None), err
+    assert len(lines) == 1 and lines[0].startswith("error: ") and words in lines[0], err
+    assert "Traceback" not in err
+    assert listing(folder) == before
+    return lines[0]
+
+
+# ---- emulator upsample ----------------------------------------------------------------------
+
+def upsample(inputs, lr, out, *flags):
+    return ["upsample", "--model", inputs["model"], "--lr", inputs[lr], "--out", out, "--steps", 1,
+            *flags]
+
+
+UPSAMPLE = {
+    # item 2: every setting is checked before any output is touched, on both paths
+    "sampler typo, --force over a good output": ("box", "good.h5", ["--force", "--sampler", "dpmpp2m"], "--sampler"),
+    "sampler typo, fresh box": ("box", "sr.h5", ["--sampler", "dpmpp2m"], "--sampler"),
+    "sampler typo, one tile": ("tile", "good.h5", ["--force", "--sampler", "dpmpp2m"], "--sampler"),
+    "unknown spacing": ("box", "good.h5", ["--force", "--spacing", "linear"], "--spacing"),
+    "LR consistency out of range": ("box", "good.h5", ["--force", "--lr-consistency", "2"], "--lr-consistency"),
+    "ddpm steps beyond the trained levels": ("box", "sr.h5", ["--sampler", "ddpm", "--steps", "5000"], "--steps"),
+    "existing output without --force": ("box", "good.h5", [], "already exists"),
+    # item 6: unusable output paths, found before any work
+    "output inside a file": ("tile", "/etc/passwd/x.h5", [], "/etc/passwd is not a directory"),
+    "output in /proc": ("box", "/proc/x.h5", [], "/proc/x.h5"),
+    "output is a directory, --force": ("tile", ".", ["--force"], "is a directory"),
+    "output folder missing": ("tile", "no/such/sr.h5", [], "does not exist"),
+}
+
+
+@pytest.mark.parametrize("case", UPSAMPLE)
+def test_upsample_refuses(case, inputs, tmp_path, capsys, monkeypatch):
+    lr, out, flags, words = UPSAMPLE[case]
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "good.h5").write_bytes(b"a good output")
+    check_refused(capsys, upsample(inputs, lr, out, *flags), words, tmp_path)
+    assert (tmp_path / "good.h5").read_bytes() == b"a good output"
+
+
+@pytest.mark.parametrize("lr", ["tile", "box"])
+def test_upsample_refuses_a_second_run_on_the_same_output(lr, inputs, tmp_path, capsys):
+    """Item 1: while a run holds OUT.lock (here this test), another is refused, --force or not."""
+    out = tmp_path / "sr.h5"
+    fd = acquire(out)
+    try:
+        for flags in ([], ["--force"], ["--resume"]):
+            check_refused(capsys, upsample(inputs, lr, out, *flags), "another run is writing it", tmp_path)
+    finally:
+        release(out, fd)
+
+
+N = 32                                    # the stand-in box of the damaged-state cases
+
+
+@pytest.fixture(scope="module")
+def reference(inputs, tmp_path_factory):
+    """An uninterrupted in-process outpainting of the 32^3 box with the stand-in generator."""
+    out = tmp_path_factory.mktemp("reference") / "sr.h5"
+    upsample_box(None, inputs["box"], out, tile=TILE, core=CORE, generator=stand_in, batch_size=3)
+    with h5py.File(out, "r") as f:
+        return f["sr"][0]
+
+
+def damage_deleted_row(state):
+    (state / "row_00000.npy").unlink()
+
+
+def damage_emptied_record(state):
+    (state / "row_00000.json").write_text("")
+
+
+def damage_truncated_row(state):
+    os.truncate(state / "row_00000.npy", (state / "row_00000.npy").stat().st_size // 2)
+
+
+def damage_flipped_byte(state):
+    """One float of the first tile's core in row 0 (block (0, 0, 0): the first voxel)."""
+    path = state / "row_00000.npy"
+    row = np.load(path, mmap_mode="r+")
+    row[0, 0, 0] += 1.0
+    row.flush()
+
+
+@pytest.mark.parametrize("damage", [damage_deleted_row, damage_emptied_record,
+                                    damage_truncated_row, damage_flipped_byte])
+def test_upsample_resume_redoes_what_does_not_verify(damage, inputs, reference, tmp_path, capsys):
+    """Item 4: a resumed run checks the row files it reuses (size, header, checksums) and
+    generates again what does not verify, so the result is the uninterrupted one."""
+    out, kw = tmp_path / "sr.h5", dict(tile=TILE, core=CORE, batch_size=3)
+    with pytest.raises(Crash):
+        upsample_box(None, inputs["box"], out, generator=instrumented(stand_in, TILE, CORE, crash_phase=2), **kw)
+    damage(Path(state_path(out)))
+    upsample_box(None, inputs["box"], out, generator=instrumented(stand_in, TILE, CORE), resume=True, **kw)
+    with h5py.File(out, "r") as f:
+        np.testing.assert_array_equal(f["sr"][0], reference)
+    assert "generating" in capsys.readouterr().err
+    assert not os.path.exists(state_path(out)) and not os.path.exists(lock_path(out))
+
+
+# ---- emulator ingest --------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def snapshots(tmp_path_factory):
+    """An LR and an HR snapshot of one 20 Mpc/h box (random DM particles)."""
+    from sims.cosmology import Cosmology
+    from sims.snapshot import write_snapshot
+    folder = tmp_path_factory.mktemp("snapshots")
+    pos = np.random.default_rng(5).uniform(0, 20.0, (512, 3))
+    for name in ("lr.hdf5", "hr.hdf5"):
+        write_snapshot(folder / name, pos, np.zeros_like(pos), None, 20.0, 0.0, Cosmology(), 1.0)
+    return folder
+
+
+def ingest(snapshots, out, *flags):
+    return ["ingest", "--lr", snapshots / "lr.hdf5", "--hr", snapshots / "hr.hdf5", "--grid", 8,
+            "--out", out, *flags]
+
+
+INGEST = {
+    "existing output without --force": ("good.h5", "already exists; use --force"),   # item 3
+    "output inside a file": ("/etc/passwd/x.h5", "/etc/passwd is not a directory"),
+    "output is a directory": (".", "is a directory"),
+    "output folder missing": ("no/such/pair.h5", "does not exist"),
+}
+
+
+@pytest.mark.parametrize("case", INGEST)
+def test_ingest_refuses(case, snapshots, tmp_path, capsys, monkeypatch):
+    out, words = INGEST[case]
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "good.h5").write_bytes(b"a good output")
+    check_refused(capsys, ingest(snapshots, out), words, tmp_path)
+    assert (tmp_path / "good.h5").read_bytes() == b"a good output"
+
+
+def test_ingest_overwrites_with_force(snapshots, tmp_path, capsys):
+    out = tmp_path / "pair.h5"
+    out.write_bytes(b"old")
+    assert main([str(a) for a in ingest(snapshots, out, "--force")]) == 0
+    with h5py.File(out, "r") as f:
+        assert f["hr"].shape == (8, 8, 8)
+    assert not os.path.exists(lock_path(out))
