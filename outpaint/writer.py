@@ -78,7 +78,10 @@ def _new_row(path, shape):
     """A new zero row file of float32 ``shape`` with its disk space allocated; its memory map."""
     row = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=shape)
     with open(path, "r+b") as f:
-        os.posix_fallocate(f.fileno(), 0, os.path.getsize(path))
+        try:
+            os.posix_fallocate(f.fileno(), 0, os.path.getsize(path))
+        except OSError as err:
+            raise OSError(err.errno, os.strerror(err.errno), path) from err
     return row
 
 

@@ -1,5 +1,6 @@
 """The one error type for bad user input, and the one-line form of every error that is not a bug,
 so every command (and every MPI rank) reports them the same way."""
+import os
 
 
 class InputError(ValueError):
@@ -15,14 +16,16 @@ class InputError(ValueError):
 
 
 def one_line(err):
-    """(exit status, message) of an error the user should see as one line: bad input (2), an
-    operating-system failure such as a full disk or a missing permission (1), an interrupt
-    (130); None for anything else (a bug, shown with its traceback)."""
+    """(exit status, message on one line) of an error the user should see as one line: bad input
+    (2), an operating-system failure such as a full disk or a missing permission (1), an
+    interrupt (130); None for anything else (a bug, shown with its traceback)."""
     if isinstance(err, InputError):
-        return 2, str(err)
-    if isinstance(err, KeyboardInterrupt):
-        return 130, "interrupted; the progress recorded so far is kept (rerun with --resume)"
-    if isinstance(err, OSError):
+        status, text = 2, str(err)
+    elif isinstance(err, KeyboardInterrupt):
+        status, text = 130, "interrupted; the progress recorded so far is kept (rerun with --resume)"
+    elif isinstance(err, OSError):
         where = f"{err.filename}: " if err.filename else ""
-        return 1, f"{where}{err.strerror or err}"
-    return None
+        status, text = 1, where + (os.strerror(err.errno) if err.errno else str(err))
+    else:
+        return None
+    return status, " ".join(text.split())

@@ -24,7 +24,8 @@ _NO_FLOCK = (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS)
 @contextlib.contextmanager
 def atomic_path(path):
     """Yield ``path + '.tmp'`` for the block to write; when the block succeeds, fsync it and
-    rename it onto ``path``; when it fails (or is interrupted), remove it and re-raise."""
+    rename it onto ``path``; when it fails (or is interrupted), remove it and re-raise (an
+    OSError that names no file, as h5py's do, as one naming ``path``)."""
     path = os.fspath(path)
     tmp = path + TMP_SUFFIX
     try:
@@ -35,9 +36,11 @@ def atomic_path(path):
         finally:
             os.close(fd)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         with contextlib.suppress(FileNotFoundError, IsADirectoryError):
             os.remove(tmp)
+        if isinstance(err, OSError) and err.errno and not err.filename:     # h5py's: name the output
+            raise OSError(err.errno, os.strerror(err.errno), path) from err
         raise
 
 

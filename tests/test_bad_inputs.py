@@ -7,6 +7,7 @@ uninterrupted result. Commands run in this process through ``emulator.cli.main``
 exception fails the test as a traceback would), on a tiny untrained model and 16^3 tiles.
 """
 import os
+import re
 from pathlib import Path
 
 import h5py
@@ -201,3 +202,133 @@ def test_ingest_overwrites_with_force(snapshots, tmp_path, capsys):
     with h5py.File(out, "r") as f:
         assert f["hr"].shape == (8, 8, 8)
     assert not os.path.exists(lock_path(out))
+
+
+# ---- every command: unusable output paths (item 6) ----------------------------------------------
+
+def command(name, inputs, out):
+    """``emulator name`` with its required inputs and ``out`` as the path it writes."""
+    lr = f"{inputs['tile']}:lr"
+    return {"simulate": ["simulate", "--out", out, "--box-size", 32, "--lr-particles", 8,
+                         "--hr-particles", 16, "--grid", 16, "--redshift", 0, "--steps", 2, "--seed", 1],
+            "train": ["train", "--data", inputs["folder"], "--out", out, "--preset", "tiny"],
+            "validate": ["validate", "--truth", lr, "--pred", lr, "--out", out],
+            "demo": ["demo", "--model", inputs["model"], "--out", out],
+            "jobs --out": ["jobs", "render", "validate", "--out", out, "--", "--truth", lr],
+            "jobs --log-dir": ["jobs", "render", "validate", "--out", "v.sbatch", "--log-dir", out,
+                               "--", "--truth", lr]}[name]
+
+
+FOLDER_OUTPUTS = {"inside a file": ("/etc/passwd/x", "/etc/passwd is not a directory"),
+                  "in /proc": ("/proc/x", "/proc/x"),
+                  "an existing file": ("good.h5", "exists and is not a directory")}
+FILE_OUTPUTS = {"inside a file": ("/etc/passwd/x.sbatch", "/etc/passwd is not a directory"),
+                "a directory": (".", "is a directory"),
+                "folder missing": ("no/such/x.sbatch", "does not exist")}
+OUTPUT_CASES = [(name, case) for name in ("simulate", "train", "validate", "demo", "jobs --log-dir")
+                for case in FOLDER_OUTPUTS] + [("jobs --out", case) for case in FILE_OUTPUTS]
+
+
+@pytest.mark.parametrize("name, case", OUTPUT_CASES)
+def test_unusable_output_paths_are_refused_up_front(name, case, inputs, tmp_path, capsys, monkeypatch):
+    out, words = (FILE_OUTPUTS if name == "jobs --out" else FOLDER_OUTPUTS)[case]
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "good.h5").write_bytes(b"a good output")
+    check_refused(capsys, command(name, inputs, out), words, tmp_path)
+
+
+# ---- faults during a run: one line, progress kept (item 6) ----------------------------------------
+
+def stand_in_model(monkeypatch, interrupt_phase=None, calls=None):
+    """Make ``emulator upsample`` outpaint with the stand-in generator (its tiles do not depend on
+    the model), raising KeyboardInterrupt at the first call of ``interrupt_phase``; ``calls``
+    (a list) receives the seeds of every generated tile."""
+    def generator_for(*args, **kwargs):
+        def generate(lr, known, mask, seeds):
+            if mask[0].any() and mask[0].mean() >= interrupt_fraction():
+                raise KeyboardInterrupt
+            if calls is not None:
+                calls.extend(seeds)
+            return stand_in(lr, known, mask, seeds)
+        return generate
+
+    def interrupt_fraction():        # phase p's known fraction grows with p: phase 2 is 1/2 known
+        return 2.0 if interrupt_phase is None else 0.5
+    monkeypatch.setattr("outpaint.run.default_generator", generator_for)
+
+
+def test_upsample_interrupted_keeps_its_progress_and_resumes(inputs, reference, tmp_path, capsys, monkeypatch):
+    out = tmp_path / "sr.h5"
+    stand_in_model(monkeypatch, interrupt_phase=2)
+    line = check_refused_run(capsys, upsample(inputs, "box", out), "interrupted", status=130)
+    assert "--resume" in line and not out.exists() and not os.path.exists(lock_path(out))
+    assert os.path.isdir(state_path(out))
+    calls = []
+    stand_in_model(monkeypatch, calls=calls)
+    assert main([str(a) for a in upsample(inputs, "box", out, "--resume")]) == 0
+    with h5py.File(out, "r") as f:
+        np.testing.assert_array_equal(f["sr"][0], reference)
+    assert 0 < len(calls) < 64                                   # the recorded tiles were kept
+
+
+def check_refused_run(capsys, argv, words, status):
+    """Run ``emulator argv`` that fails mid-run: its status, one error line, no traceback."""
+    code = main([str(a) for a in argv])
+    err = capsys.readouterr().err
+    lines = [line for line in re.split("[\r\n]", err) if line.startswith("error: ")]  # after bars
+    assert code == status and len(lines) == 1 and words in lines[0], err
+    assert "Traceback" not in err
+    return lines[0]
+
+
+@pytest.mark.parametrize("lr", ["tile", "box"])
+def test_upsample_on_a_full_disk_says_so_in_one_line(lr, inputs, tmp_path, capsys, monkeypatch):
+    """The output's temporary file on /dev/full: ENOSPC when the output is written (after every
+    tile of a box is recorded, so a resume writes it without generating any tile)."""
+    out = tmp_path / "sr.h5"
+    os.symlink("/dev/full", f"{out}.tmp")
+    calls = []
+    stand_in_model(monkeypatch, calls=calls)
+    check_refused_run(capsys, upsample(inputs, lr, out), f"{out}: No space left on device", status=1)
+    assert not out.exists() and not os.path.lexists(f"{out}.tmp") and not os.path.exists(lock_path(out))
+    if lr == "box":
+        generated = len(calls)
+        assert main([str(a) for a in upsample(inputs, lr, out, "--resume")]) == 0
+        assert generated == 64 and len(calls) == generated and out.exists()
+
+
+def test_upsample_without_room_for_its_row_files_says_so_in_one_line(inputs, tmp_path, capsys, monkeypatch):
+    """The row files are allocated when created: a full disk is ENOSPC there, never a SIGBUS in a
+    memory-mapped write later."""
+    def full(fd, offset, length):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(os, "posix_fallocate", full)
+    out = tmp_path / "sr.h5"
+    check_refused_run(capsys, upsample(inputs, "box", out), "row_00000.npy: No space left on device", status=1)
+    assert not out.exists() and not os.path.exists(lock_path(out))
+
+
+def test_train_interrupted_keeps_its_checkpoint_and_resumes(tmp_path, capsys, monkeypatch):
+    import torch
+
+    import emulator.train
+    from sims.pairfile import write_pair
+    data = tmp_path / "data"
+    data.mkdir()
+    write_pair(data / "pair.h5", lognormal(8, 1), lognormal(16, 2), box_size=32.0, redshift=0.0, cosmology={})
+    run = tmp_path / "run"
+    argv = ["train", "--data", data, "--out", run, "--preset", "tiny", "--tile", 16, "--core", 8,
+            "--batch", 1, "--steps", 2, "--save-every", 1, "--val-every", 0]
+    update_ema, calls = emulator.train.update_ema, []
+
+    def interrupted_at_step_2(*args):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        update_ema(*args)
+    monkeypatch.setattr(emulator.train, "update_ema", interrupted_at_step_2)
+    check_refused_run(capsys, argv, "interrupted", status=130)
+    assert torch.load(run / "checkpoint.pt", weights_only=True)["step"] == 1
+    assert not (run / "model.pt").exists()
+    assert main([str(a) for a in argv + ["--resume"]]) == 0
+    assert len(calls) == 3 and (run / "model.pt").exists()          # step 2 once more

@@ -49,7 +49,8 @@ def main(argv=None):
         status_message = one_line(err)
         if status_message is None:
             raise
-        print(f"error: {status_message[1]}", file=sys.stderr)
+        from tqdm import tqdm
+        tqdm.write(f"error: {status_message[1]}", file=sys.stderr)     # on a line of its own
         return status_message[0]
 
 
