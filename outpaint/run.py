@@ -23,7 +23,7 @@ from outpaint.mpi import abort_on_error, device_for_rank, exchange_halos, read_r
 from outpaint.plan import Plan, exchange_colours, tile_seed
 from outpaint.writer import RunState, state_path, write_output
 from sims.errors import InputError
-from sims.h5io import FieldSpec, open_h5
+from sims.h5io import FieldSpec, field_dataset, open_h5, real_number
 from sims.outputs import check_writable
 
 LR_DATASET = "lr"
@@ -66,20 +66,18 @@ def hr_grid(source, n_file, box_size, model):
 
 
 def open_lr(lr_spec, model):
-    """Validate the LR box's metadata (present, cubic 3D, ``box_size``, grid spacing) without
-    reading the field; same answer on every rank."""
+    """Validate the LR box's metadata (a dataset of real numbers, cubic 3D, ``box_size`` a
+    positive number, grid spacing) without reading the field; same answer on every rank."""
     spec = FieldSpec.parse(os.fspath(lr_spec), LR_DATASET)
     with open_h5(spec.path) as f:
-        if spec.dataset not in f:
-            raise InputError(spec.path, f"has no dataset '{spec.dataset}' (found: {', '.join(f.keys())})")
-        dset = f[spec.dataset]
+        dset = field_dataset(f, spec)
         shape = dset.shape
         attrs = {**dict(f.attrs), **dict(dset.attrs)}
     if len(shape) != 3 or len(set(shape)) != 1:
         raise InputError(str(spec), f"LR box must be cubic 3D, got shape {shape}")
     if "box_size" not in attrs:
         raise InputError(str(spec), "missing attribute 'box_size' [Mpc/h]")
-    box_size = float(attrs["box_size"])
+    box_size = real_number(attrs["box_size"], "box_size", str(spec), positive=True)
     return LRSource(spec, shape[0], hr_grid(str(spec), shape[0], box_size, model), box_size, attrs)
 
 

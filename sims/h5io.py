@@ -77,31 +77,63 @@ class Field:
     source: str
 
 
+def field_dataset(f, spec):
+    """The dataset ``spec.dataset`` of the open file ``f``, or InputError naming ``spec`` when it
+    is missing, a group, empty, or holds anything but real numbers (float or integer: complex,
+    bool and string values are refused, never converted)."""
+    if spec.dataset not in f:
+        raise InputError(spec.path, f"has no dataset '{spec.dataset}' (found: {', '.join(f.keys())})")
+    dset = f[spec.dataset]
+    if not isinstance(dset, h5py.Dataset):
+        raise InputError(str(spec), "is a group, not a dataset")
+    if dset.dtype.kind not in "fiu":
+        raise InputError(str(spec), f"holds {dset.dtype} values; a field must be real numbers")
+    if dset.size == 0:
+        raise InputError(str(spec), f"is empty (shape {dset.shape})")
+    return dset
+
+
+def real_number(value, name, source, positive=False):
+    """Attribute ``name`` (a scalar, or an array of one value) as a finite float (``positive``:
+    > 0), else InputError naming ``source``: a string or an array is not a number."""
+    array = np.asarray(value)
+    if array.size != 1 or array.dtype.kind not in "fiu":
+        raise InputError(source, f"attribute '{name}' must be a number, got {_plain(value)!r}")
+    number = float(array.reshape(()))
+    if not np.isfinite(number) or (positive and number <= 0):
+        raise InputError(source, f"attribute '{name}' must be a finite{' positive' * positive} "
+                                 f"number, got {number:g}")
+    return number
+
+
 def read_field(spec, default_dataset=None, index=None):
-    """Read a cubic float field and its attributes, checking shape, finiteness and ``box_size``.
+    """Read a cubic float field and its attributes, checking the dataset (:func:`field_dataset`),
+    shape, finiteness and ``box_size`` (a positive number [Mpc/h]).
 
     ``index`` selects one sample of a stacked (K, n, n, n) dataset. Raises :class:`InputError`
-    naming the file for a missing dataset, a non-cubic shape, NaN/Inf or a missing box size.
+    naming the file for a missing or unreadable dataset, a non-cubic shape, NaN/Inf or a missing
+    box size.
     """
     spec = spec if isinstance(spec, FieldSpec) else FieldSpec.parse(spec, default_dataset)
-    with open_h5(spec.path) as f:
-        name = spec.dataset or default_dataset
-        if name is None:
-            raise InputError(spec.path, "no dataset named; use FILE:DATASET")
-        if name not in f:
-            raise InputError(spec.path, f"has no dataset '{name}' (found: {', '.join(f.keys())})")
-        dset = f[name]
-        data = np.asarray(dset[index] if index is not None else dset[...], dtype=np.float32)
-        attrs = {**dict(f.attrs), **dict(dset.attrs)}
+    spec = FieldSpec(spec.path, spec.dataset or default_dataset)
+    if spec.dataset is None:
+        raise InputError(spec.path, "no dataset named; use FILE:DATASET")
     source = str(spec)
+    with open_h5(spec.path) as f:
+        dset = field_dataset(f, spec)
+        try:
+            data = np.asarray(dset[index] if index is not None else dset[...], dtype=np.float32)
+        except OSError as err:
+            raise InputError(source, f"cannot be read ({' '.join(str(err).split())})") from err
+        attrs = {**dict(f.attrs), **dict(dset.attrs)}
     if data.ndim != 3 or len(set(data.shape)) != 1:
         raise InputError(source, f"field must be cubic 3D, got shape {data.shape}")
     if not np.all(np.isfinite(data)):
         raise InputError(source, f"contains {np.count_nonzero(~np.isfinite(data))} NaN/Inf values")
     if "box_size" not in attrs:
         raise InputError(source, "missing attribute 'box_size' [Mpc/h]")
-    attrs = {k: _plain(v) for k, v in attrs.items()}
-    return Field(data, float(attrs["box_size"]), attrs, source)
+    box_size = real_number(attrs["box_size"], "box_size", source, positive=True)
+    return Field(data, box_size, {k: _plain(v) for k, v in attrs.items()}, source)
 
 
 def _plain(value):

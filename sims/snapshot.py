@@ -23,15 +23,17 @@ import os
 import re
 from dataclasses import dataclass
 
+import h5py
 import numpy as np
 
 from sims.errors import InputError
-from sims.h5io import atomic_h5, open_h5
+from sims.h5io import atomic_h5, open_h5, real_number
 
 N_TYPES = 6
 LENGTH_UNITS = {"kpc/h": 1e-3, "Mpc/h": 1.0}   # code length unit -> Mpc/h
 _MPC_CM = 3.085678e24                           # 1 Mpc in cm (Gadget's value)
 _KPC_H_GUESS = 4000.0                           # BoxSize above this (no unit stored) means kpc/h
+_VECTORS = ("Coordinates", "Velocities")         # datasets of shape (N, 3)
 _CHUNK_NAME = re.compile(r"^(?P<base>.+)\.(?P<index>\d+)\.(?P<ext>hdf5|h5)$")
 
 
@@ -249,7 +251,8 @@ def _length_scale(f, box, length_unit):
 
 
 def snapshot_info(path, length_unit=None):
-    """Read the headers of every chunk of a snapshot and check that their counts agree.
+    """Read the headers of every chunk of a snapshot and check that their counts agree and that
+    every chunk's Coordinates are real numbers of shape (n, 3), before any particle is read.
 
     ``length_unit``: None (detect, see module docstring), 'kpc/h' or 'Mpc/h'.
     Raises :class:`~sims.errors.InputError` naming the file for anything malformed.
@@ -261,7 +264,7 @@ def snapshot_info(path, length_unit=None):
                    if k not in header]
         if missing:
             raise InputError(files[0], f"/Header lacks {', '.join(missing)}")
-        box = float(header["BoxSize"])
+        box = real_number(header["BoxSize"], "BoxSize", files[0], positive=True)
         to_mpc_h, source = _length_scale(f, box, length_unit)
         names = {"Omega_m": "Omega0", "Omega_L": "OmegaLambda", "h": "HubbleParam",
                  "Omega_b": "OmegaBaryon"}
@@ -273,14 +276,39 @@ def snapshot_info(path, length_unit=None):
     if np.any(n_sum != n_total):
         raise InputError(files[0], f"inconsistent counts: NumPart_Total says {n_total.tolist()}, "
                                    f"the files' NumPart_ThisFile add up to {n_sum.tolist()}")
+    for chunk, counts in zip(files, n_per_file):
+        _check_coordinates(chunk, counts)
     return SnapshotInfo(files=files, n_total=n_total, n_per_file=n_per_file, box_size=box * to_mpc_h,
-                        redshift=float(header["Redshift"]), to_mpc_h=to_mpc_h,
+                        redshift=real_number(header["Redshift"], "Redshift", files[0]), to_mpc_h=to_mpc_h,
                         length_unit_source=source, cosmology=cosmology, header=header)
 
 
 def _this_file_counts(path):
     with open_h5(path) as f:
         return np.asarray(_header(f, path).attrs["NumPart_ThisFile"]).astype(np.uint64)
+
+
+def _check_coordinates(path, counts):
+    """Check the Coordinates of every particle type that chunk ``path`` holds (``counts``)."""
+    with open_h5(path) as f:
+        for part_type in np.flatnonzero(counts):
+            _checked_dataset(f, path, f"PartType{part_type}", "Coordinates", int(counts[part_type]))
+
+
+def _checked_dataset(f, path, group_name, name, n):
+    """Dataset ``group_name/name`` of the open chunk ``f``: real numbers of shape (n, 3) (n,
+    for ids), else InputError naming ``path``."""
+    dset = f[group_name].get(name) if group_name in f else None
+    if not isinstance(dset, h5py.Dataset):
+        raise InputError(path, f"{group_name} has {n} particles but no {name} dataset")
+    if len(dset) != n:
+        raise InputError(path, f"inconsistent counts: {group_name}/{name} has {len(dset)} rows, "
+                               f"NumPart_ThisFile says {n}")
+    expected = (n, 3) if name in _VECTORS else (n,)
+    if dset.shape != expected or dset.dtype.kind not in "fiu":
+        raise InputError(path, f"{group_name}/{name} holds {dset.dtype} values of shape "
+                               f"{dset.shape}; expected real numbers of shape {expected}")
+    return dset
 
 
 def read_snapshot(path, part_type=1, *, length_unit=None, load_velocities=False, load_ids=False):
@@ -335,15 +363,8 @@ def _read_chunk(path, part_type, n, wanted):
     with open_h5(path) as f:
         header = _header(f, path).attrs
         group_name = f"PartType{part_type}"
-        for name in wanted:
-            if group_name not in f or name not in f[group_name]:
-                raise InputError(path, f"{group_name} has {n} particles but no {name} dataset")
+        out = {name: _checked_dataset(f, path, group_name, name, n)[...] for name in wanted}
         group = f[group_name]
-        out = {name: group[name][...] for name in wanted}
-        for name, values in out.items():
-            if len(values) != n:
-                raise InputError(path, f"inconsistent counts: {group_name}/{name} has "
-                                       f"{len(values)} rows, NumPart_ThisFile says {n}")
         mass = float(np.asarray(header["MassTable"])[part_type]) if "MassTable" in header else 0.0
         if mass > 0:
             out["Masses"] = np.full(n, mass)

@@ -99,6 +99,47 @@ def test_upsample_refuses(case, inputs, tmp_path, capsys, monkeypatch):
     assert (tmp_path / "good.h5").read_bytes() == b"a good output"
 
 
+def malformed_lr(folder, case):
+    """An LR file (box of 32^3 on the tiny model's grid) with one defect; its FILE[:DATASET]."""
+    path = folder / f"{case.replace(' ', '_')}.h5"
+    field, attrs, dataset = lognormal(32), {"box_size": 32 * SPACING}, "lr"
+    if case == "dataset is a group":
+        with h5py.File(path, "w") as f:
+            f.create_group("lr").create_dataset("x", data=field)
+            f.attrs.update(attrs)
+        return f"{path}:lr"
+    if case == "string box_size":
+        attrs["box_size"] = "64"
+    elif case == "box_size of two values":
+        attrs["box_size"] = [64.0, 64.0]
+    elif case == "negative box_size":
+        attrs["box_size"] = -64.0
+    elif case == "0x0x0 dataset":
+        field = np.zeros((0, 0, 0), np.float32)
+    elif case == "complex values":
+        field = field.astype(np.complex64)
+    elif case == "bool values":
+        field = field > 0
+    with h5py.File(path, "w") as f:
+        f[dataset] = field
+        f.attrs.update(attrs)
+    return path
+
+
+MALFORMED_LR = {"dataset is a group": "is a group", "string box_size": "'box_size' must be a number",
+                "box_size of two values": "'box_size' must be a number",
+                "negative box_size": "finite positive", "0x0x0 dataset": "is empty",
+                "complex values": "complex64 values", "bool values": "bool values"}
+
+
+@pytest.mark.parametrize("case", MALFORMED_LR)
+def test_upsample_refuses_malformed_hdf5(case, inputs, tmp_path, capsys):
+    """Item 7: malformed LR files are named in one line, never a traceback or a conversion."""
+    lr = malformed_lr(tmp_path, case)
+    argv = ["upsample", "--model", inputs["model"], "--lr", lr, "--out", tmp_path / "sr.h5"]
+    assert str(lr).split(":")[0] in check_refused(capsys, argv, MALFORMED_LR[case], tmp_path)
+
+
 @pytest.mark.parametrize("lr", ["tile", "box"])
 def test_upsample_refuses_a_second_run_on_the_same_output(lr, inputs, tmp_path, capsys):
     """Item 1: while a run holds OUT.lock (here this test), another is refused, --force or not."""
@@ -193,6 +234,43 @@ def test_ingest_refuses(case, snapshots, tmp_path, capsys, monkeypatch):
     (tmp_path / "good.h5").write_bytes(b"a good output")
     check_refused(capsys, ingest(snapshots, out), words, tmp_path)
     assert (tmp_path / "good.h5").read_bytes() == b"a good output"
+
+
+def malformed_snapshot(folder, snapshots, case):
+    """A copy of the HR snapshot with one defect."""
+    import shutil
+    path = folder / "hr.hdf5"
+    shutil.copy(snapshots / "hr.hdf5", path)
+    with h5py.File(path, "r+") as f:
+        coordinates = f["PartType1/Coordinates"][...]
+        if case == "Coordinates of shape (N, 2)":
+            del f["PartType1/Coordinates"]
+            f["PartType1/Coordinates"] = coordinates[:, :2]
+        elif case == "Coordinates is a group":
+            del f["PartType1/Coordinates"]
+            f["PartType1"].create_group("Coordinates")
+        elif case == "complex Coordinates":
+            del f["PartType1/Coordinates"]
+            f["PartType1/Coordinates"] = coordinates.astype(np.complex64)
+        elif case == "string BoxSize":
+            f["Header"].attrs["BoxSize"] = "20000"
+        elif case == "string Redshift":
+            f["Header"].attrs["Redshift"] = "zero"
+    return path
+
+
+MALFORMED_SNAPSHOT = {"Coordinates of shape (N, 2)": "expected real numbers of shape (512, 3)",
+                      "Coordinates is a group": "no Coordinates dataset",
+                      "complex Coordinates": "complex64 values",
+                      "string BoxSize": "'BoxSize' must be a number",
+                      "string Redshift": "'Redshift' must be a number"}
+
+
+@pytest.mark.parametrize("case", MALFORMED_SNAPSHOT)
+def test_ingest_refuses_malformed_snapshots(case, snapshots, tmp_path, capsys):
+    hr = malformed_snapshot(tmp_path, snapshots, case)
+    argv = ["ingest", "--lr", snapshots / "lr.hdf5", "--hr", hr, "--grid", 8, "--out", tmp_path / "pair.h5"]
+    assert str(hr) in check_refused(capsys, argv, MALFORMED_SNAPSHOT[case], tmp_path)
 
 
 def test_ingest_overwrites_with_force(snapshots, tmp_path, capsys):
@@ -332,3 +410,22 @@ def test_train_interrupted_keeps_its_checkpoint_and_resumes(tmp_path, capsys, mo
     assert not (run / "model.pt").exists()
     assert main([str(a) for a in argv + ["--resume"]]) == 0
     assert len(calls) == 3 and (run / "model.pt").exists()          # step 2 once more
+
+
+# ---- emulator validate: malformed HDF5 (item 7) --------------------------------------------------
+
+@pytest.mark.parametrize("case", MALFORMED_LR)
+def test_validate_refuses_a_malformed_truth(case, inputs, tmp_path, capsys):
+    truth = malformed_lr(tmp_path, case)
+    truth = truth if ":" in str(truth) else f"{truth}:lr"
+    argv = ["validate", "--truth", truth, "--pred", f"{inputs['box']}:lr", "--out", tmp_path / "report"]
+    check_refused(capsys, argv, MALFORMED_LR[case], tmp_path)
+
+
+@pytest.mark.xfail(strict=True, raises=AttributeError,
+                   reason="sims/validation.py _read_samples takes .shape of whatever --pred names: "
+                          "it should take the dataset through sims.h5io.field_dataset")
+def test_validate_refuses_a_group_as_prediction(inputs, tmp_path, capsys):
+    pred = malformed_lr(tmp_path, "dataset is a group")
+    argv = ["validate", "--truth", f"{inputs['box']}:lr", "--pred", pred, "--out", tmp_path / "report"]
+    check_refused(capsys, argv, "is a group", tmp_path)
