@@ -10,13 +10,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sims.cosmology import PLANCK18
+from sims.errors import InputError
 
 
 @dataclass(frozen=True)
 class DemoConfig:
-    """What the demo runs. ``blocks`` outpainting blocks per axis (even); the box side is
-    ``blocks * core`` voxels at the model's training grid spacing, with HR particles one per
-    voxel and LR particles at the model's LR resolution (``lr_spacing``, particles per side)."""
+    """What the demo runs (InputError naming the flag of a bad value). ``blocks`` outpainting
+    blocks per axis (even); the box side is ``blocks * core`` voxels at the model's training grid
+    spacing, with HR particles one per voxel and LR particles at the model's LR resolution
+    (``lr_spacing``, particles per side)."""
 
     model: str
     out_dir: str
@@ -30,7 +32,10 @@ class DemoConfig:
 
     def __post_init__(self):
         if self.blocks < 2 or self.blocks % 2:
-            raise ValueError(f"blocks must be even and >= 2, got {self.blocks}")
+            raise InputError("--blocks", f"must be even and >= 2, got {self.blocks}")
+        for name in ("steps", "ranks", "batch"):
+            if getattr(self, name) < 1:
+                raise InputError(f"--{name}", f"must be >= 1, got {getattr(self, name)}")
 
 
 def mpiexec():
@@ -64,12 +69,14 @@ def _upsample(config, lr_spec, sr_path):
 def run_demo(config):
     """Run the demo; returns the validation report (also in ``out_dir/report.json``)."""
     from emulator.checkpoint import load_model
+    from outpaint.run import check_generate_options
     from sims.pairs import simulate_pair
     from sims.validation import summary_table, validate_files
 
+    model = load_model(config.model)
+    check_generate_options(model, config.sampler, config.steps)      # before minutes of simulation
     out = Path(config.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    model = load_model(config.model)
     grid = config.blocks * model.core
     box_size = grid * model.spacing
     pair, sr = str(out / "pair.h5"), str(out / "sr.h5")

@@ -11,6 +11,8 @@ from string import Template
 KINDS = ("simulate", "train", "upsample", "validate")
 LAUNCHERS = ("srun", "mpiexec")
 _TIME = re.compile(r"^(\d+-)?\d{1,2}:\d{2}:\d{2}$")
+_NAME = re.compile(r"^[A-Za-z0-9_.+-]+$")
+"""A Slurm name (job, account, partition) safe unquoted in an ``#SBATCH`` line."""
 PREAMBLE = ('echo "slurm job ${SLURM_JOB_ID} on ${SLURM_JOB_NODELIST}, $(date -u +%FT%TZ)"',
             'export OMP_NUM_THREADS="${SLURM_CPUS_PER_TASK}"')
 """Shell lines every job runs before its ``setup`` lines: a log line naming the Slurm job, and
@@ -54,6 +56,12 @@ class JobOptions:
             raise ValueError(f"gpus_per_node must be >= 0, got {self.gpus_per_node}")
         if not _TIME.match(self.time):
             raise ValueError(f"time must be HH:MM:SS or D-HH:MM:SS, got '{self.time}'")
+        for name in ("job_name", "account", "partition"):
+            value = getattr(self, name)
+            if value is not None and not _NAME.match(value):
+                raise ValueError(f"{name} must be letters, digits and _.+- only, got {value!r}")
+        if not 1 <= self.rdzv_port <= 65535:
+            raise ValueError(f"rdzv_port must be a TCP port in 1-65535, got {self.rdzv_port}")
         if self.launcher not in LAUNCHERS:
             raise ValueError(f"launcher must be one of {', '.join(LAUNCHERS)}, got '{self.launcher}'")
         if self.kind == "simulate" and "--boxes" not in self.args:

@@ -1,6 +1,8 @@
 """The one error type for bad user input, and the one-line form of every error that is not a bug,
 so every command (and every MPI rank) reports them the same way."""
 import os
+import shlex
+import subprocess
 
 
 class InputError(ValueError):
@@ -17,12 +19,15 @@ class InputError(ValueError):
 
 def one_line(err):
     """(exit status, message on one line) of an error the user should see as one line: bad input
-    (2), an operating-system failure such as a full disk or a missing permission (1), an
-    interrupt (130); None for anything else (a bug, shown with its traceback)."""
+    (2), an operating-system failure such as a full disk or a missing permission (1), a failed
+    step run as a subprocess (1), an interrupt (130); None for anything else (a bug, shown with
+    its traceback)."""
     if isinstance(err, InputError):
         status, text = 2, str(err)
     elif isinstance(err, KeyboardInterrupt):
         status, text = 130, "interrupted; the progress recorded so far is kept (rerun with --resume)"
+    elif isinstance(err, subprocess.CalledProcessError):      # its own error was shown above
+        status, text = 1, f"'{shlex.join(map(str, err.cmd))}' failed with exit status {err.returncode}"
     elif isinstance(err, OSError):
         where = f"{err.filename}: " if err.filename else ""
         status, text = 1, where + (os.strerror(err.errno) if err.errno else str(err))

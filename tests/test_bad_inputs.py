@@ -429,3 +429,47 @@ def test_validate_refuses_a_group_as_prediction(inputs, tmp_path, capsys):
     pred = malformed_lr(tmp_path, "dataset is a group")
     argv = ["validate", "--truth", f"{inputs['box']}:lr", "--pred", pred, "--out", tmp_path / "report"]
     check_refused(capsys, argv, "is a group", tmp_path)
+
+
+# ---- emulator jobs render (item 8) ---------------------------------------------------------------
+
+JOBS = {
+    "train without its --out": (["train"], ["--data", "d"], "the following arguments are required: --out"),
+    "upsample without --lr": (["upsample"], ["--out", "sr.h5"], "required: --lr"),
+    "upsample with an unknown option": (["upsample"], ["--lr", "b.h5", "--out", "sr.h5", "--bogus"],
+                                        "unrecognized arguments: --bogus"),
+    "train with a bad step count": (["train"], ["--out", "r", "--steps", "many"], "--steps: invalid int value"),
+    "simulate without its sizes": (["simulate"], ["--out", "d", "--boxes", "2"], "required: --box-size"),
+    "job name with a space": (["validate", "--job-name", "my job"], ["--truth", "t.h5", "--pred", "p.h5",
+                                                                      "--out", "r"], "job_name must be"),
+    "job name with a semicolon": (["validate", "--job-name", "a;rm"], ["--truth", "t.h5", "--pred", "p.h5",
+                                                                       "--out", "r"], "job_name must be"),
+    "rendezvous port too high": (["train", "--rdzv-port", "70000"], ["--out", "r"], "rdzv_port must be"),
+    "rendezvous port 0": (["train", "--rdzv-port", "0"], ["--out", "r"], "rdzv_port must be"),
+}
+
+
+@pytest.mark.parametrize("case", JOBS)
+def test_jobs_render_refuses(case, tmp_path, capsys):
+    """Item 8: a script that would fail only on the cluster is not written."""
+    render, job, words = JOBS[case]
+    argv = ["jobs", "render", render[0], "--out", tmp_path / "job.sbatch", "--log-dir", tmp_path,
+            *render[1:], "--", *job]
+    assert f"jobs render {render[0]}" in check_refused(capsys, argv, words, tmp_path)
+
+
+# ---- emulator demo (item 9) ----------------------------------------------------------------------
+
+DEMO = {"unknown sampler": (["--sampler", "bogus"], "--sampler: unknown sampler 'bogus'"),
+        "zero steps": (["--steps", "0"], "--steps: must be >= 1"),
+        "zero batch": (["--batch", "0"], "--batch: must be >= 1"),
+        "odd block count": (["--blocks", "3"], "--blocks: must be even"),
+        "missing model": (["--model", "no/such/model.pt"], "error: --model: no/such/model.pt does not exist")}
+
+
+@pytest.mark.parametrize("case", DEMO)
+def test_demo_refuses_before_simulating(case, inputs, tmp_path, capsys, monkeypatch):
+    flags, words = DEMO[case]
+    monkeypatch.chdir(tmp_path)
+    argv = ["demo", "--model", inputs["model"], "--out", tmp_path / "demo", *flags]
+    check_refused(capsys, argv, words, tmp_path)

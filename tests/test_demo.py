@@ -32,5 +32,5 @@ def test_demo_runs_end_to_end_and_writes_its_report(tmp_path):
 def test_demo_rejects_an_odd_block_count(tmp_path, capsys):
     model = write_tiny_checkpoint(tmp_path / "tiny.pt", tile=16, core=8, spacing=2.0)
     assert main(["demo", "--model", str(model), "--blocks", "3", "--out", str(tmp_path / "d")]) == 2
-    assert "blocks must be even" in capsys.readouterr().err
+    assert "--blocks: must be even" in capsys.readouterr().err
     assert not (tmp_path / "d").exists()

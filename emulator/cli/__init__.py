@@ -6,7 +6,7 @@ import importlib
 import shlex
 import sys
 
-from sims.errors import one_line
+from sims.errors import InputError, one_line
 from sims.h5io import COMMAND_LINE
 from sims.outputs import check_writable
 
@@ -18,8 +18,16 @@ OUTPUTS = {"ingest": (("out", False),), "upsample": (("out", False),), "simulate
 SUBCOMMANDS = ("jobs", "ingest", "train", "simulate", "upsample", "validate", "demo")
 
 
-def build_parser():
-    parser = argparse.ArgumentParser(
+class StrictParser(argparse.ArgumentParser):
+    """A parser whose errors raise InputError (naming the command) instead of exiting: for
+    checking arguments that are not this process's own, e.g. those a job script will pass."""
+
+    def error(self, message):
+        raise InputError(self.prog, message)
+
+
+def build_parser(parser_class=argparse.ArgumentParser):
+    parser = parser_class(
         prog="emulator",
         description="3D cosmology super-resolution emulator: simulate paired low/high-resolution "
                     "boxes, train a conditional diffusion model, upsample large boxes by MPI "

@@ -30,13 +30,8 @@ def add_parser(subparsers):
 def run(args):
     from emulator.cli.upsample import model_path
     from emulator.demo import DemoConfig, run_demo
-    from sims.errors import InputError
 
-    try:
-        config = DemoConfig(model=model_path(args.model), out_dir=args.out, blocks=args.blocks,
-                            seed=args.seed, sampler=args.sampler, steps=args.steps,
-                            ranks=args.ranks, batch=args.batch)
-    except ValueError as err:
-        raise InputError("--blocks", err) from err
-    run_demo(config)
+    run_demo(DemoConfig(model=model_path(args.model), out_dir=args.out, blocks=args.blocks,
+                        seed=args.seed, sampler=args.sampler, steps=args.steps, ranks=args.ranks,
+                        batch=args.batch))
     return 0

@@ -12,7 +12,8 @@ def add_parser(subparsers):
         "render", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         help="Fill in the template of one kind of job.",
         description="Fill in the Slurm template of one kind of job. Arguments after '--' are "
-                    "passed unchanged to the emulator command the job runs, e.g. "
+                    "passed unchanged to the emulator command the job runs (and checked now by "
+                    "that command's parser), e.g. "
                     "'emulator jobs render simulate --out sim.sbatch -- --out data --boxes 8 ...'. "
                     "A simulate job becomes an array job with one task per box.")
     render.add_argument("kind", choices=("simulate", "train", "upsample", "validate"),
@@ -28,7 +29,8 @@ def add_parser(subparsers):
     render.add_argument("--time", default="01:00:00", help="Wall-time limit, HH:MM:SS or D-HH:MM:SS.")
     render.add_argument("--account", default=None, help="Slurm account to charge.")
     render.add_argument("--partition", default=None, help="Slurm partition.")
-    render.add_argument("--job-name", default=None, help="Job name; default emulator-KIND.")
+    render.add_argument("--job-name", default=None,
+                        help="Job name (letters, digits, _.+-); default emulator-KIND.")
     render.add_argument("--log-dir", default=".", help="Folder for the job logs (created now).")
     render.add_argument("--setup", action="append", default=[],
                         help="A shell line run before the command, e.g. 'module load cuda' "
@@ -36,13 +38,15 @@ def add_parser(subparsers):
     render.add_argument("--launcher", choices=("srun", "mpiexec"), default="srun",
                         help="How upsample starts its MPI ranks.")
     render.add_argument("--rdzv-port", type=int, default=29500,
-                        help="torchrun rendezvous port on the first node (train).")
+                        help="torchrun rendezvous TCP port (1-65535) on the first node (train).")
     render.set_defaults(run=run)
 
 
 def run(args):
+    from emulator.cli import StrictParser, build_parser
     from jobs.render import JobOptions, render
     from sims.errors import InputError
+    from sims.outputs import write_text
 
     tasks = args.tasks_per_node or (max(args.gpus_per_node, 1) if args.kind == "upsample" else 1)
     try:
@@ -55,11 +59,12 @@ def run(args):
         script = render(opts)
     except ValueError as err:
         raise InputError(f"jobs render {args.kind}", err) from err
+    try:        # the job's arguments, by the command's own parser: now, not on the cluster
+        build_parser(StrictParser).parse_args([args.kind, *args.passthrough])
+    except InputError as err:
+        raise InputError(f"jobs render {args.kind}", f"the job's arguments after '--': "
+                         f"{err.problem}") from None
     os.makedirs(args.log_dir, exist_ok=True)
-    tmp = args.out + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(script)
-    os.chmod(tmp, 0o755)
-    os.replace(tmp, args.out)
+    write_text(args.out, script, mode=0o755)
     print(f"wrote {args.out}")
     return 0
