@@ -2,13 +2,14 @@
 
 Figures are built with ``matplotlib.figure.Figure`` and its Agg canvas directly, never through
 pyplot, so no backend or global state is touched (safe on headless nodes and inside other
-programs). Each file is written to a temporary name and renamed.
+programs). Each file is written atomically (sims.outputs.atomic_path).
 """
 import os
 
 import numpy as np
 
 from sims import stats
+from sims.outputs import atomic_path
 
 PLOTS = ("power.png", "correlation.png", "pdf.png", "bispectrum.png", "slice.png")
 
@@ -29,8 +30,8 @@ def write_plots(report, truth, pred, out_dir, lr=None):
                      layout="constrained")
         make(fig, report)
         path = os.path.join(out_dir, name)
-        fig.savefig(path + ".tmp", format="png", dpi=110)
-        os.replace(path + ".tmp", path)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=110)
         paths.append(path)
     return paths
 
