@@ -16,7 +16,7 @@ import numpy as np
 
 from sims import bispectrum, mesh, plots, stats
 from sims.errors import InputError
-from sims.h5io import FieldSpec, open_h5, read_field
+from sims.h5io import FieldSpec, field_dataset, open_h5, read_field
 
 N_THETA = 9
 
@@ -101,8 +101,8 @@ def _read_samples(spec_text):
     """The fields of one prediction spec: one, or K from a (K, n, n, n) dataset."""
     spec = FieldSpec.parse(spec_text, "sr")
     with open_h5(spec.path) as f:
-        shape = f[spec.dataset].shape if spec.dataset in f else None
-    if shape is None or len(shape) != 4:
+        shape = field_dataset(f, spec).shape
+    if len(shape) != 4:
         return [read_field(spec)]
     return [read_field(spec, index=i) for i in range(shape[0])]
 

@@ -422,9 +422,6 @@ def test_validate_refuses_a_malformed_truth(case, inputs, tmp_path, capsys):
     check_refused(capsys, argv, MALFORMED_LR[case], tmp_path)
 
 
-@pytest.mark.xfail(strict=True, raises=AttributeError,
-                   reason="sims/validation.py _read_samples takes .shape of whatever --pred names: "
-                          "it should take the dataset through sims.h5io.field_dataset")
 def test_validate_refuses_a_group_as_prediction(inputs, tmp_path, capsys):
     pred = malformed_lr(tmp_path, "dataset is a group")
     argv = ["validate", "--truth", f"{inputs['box']}:lr", "--pred", pred, "--out", tmp_path / "report"]
