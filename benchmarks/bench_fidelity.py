@@ -44,9 +44,8 @@ from sims.validation import BASELINE_LABELS, jsonable, validate_fields, write_re
 
 
 def upsample(model_dir, lr_spec, out, args, seed, options):
-    """Outpaint ``lr_spec`` into ``out`` with generate_tiles ``options`` (clip is on); returns
+    """Outpaint ``lr_spec`` into ``out`` with generate_tiles ``options``; returns
     (sr field (n, n, n), seconds)."""
-    options = {"clip": True, **options}
     start = time.perf_counter()
     upsample_box(model_dir, lr_spec, out, sampler=args.sampler, steps=args.steps, seed=seed,
                  batch_size=args.batch, force=True, generate_options=options)

@@ -192,9 +192,6 @@ def parse_args(argv=None):
     p.add_argument("--lr-fraction", type=float, default=0.5,
                    help="With LR consistency on, the band below this fraction of the LR Nyquist "
                         "comes from the LR (default 0.5).")
-    p.add_argument("--clip", action=argparse.BooleanOptionalAction, default=True,
-                   help="Clamp x0 estimates to the training range, as the reference does (default on; "
-                        "an unclipped weak model can produce non-finite samples).")
     p.add_argument("--bf16", action="store_true", help="bf16 autocast of the network on CUDA.")
     p.add_argument("--batch", type=int, default=8, help="Tiles per network batch (default 8).")
     p.add_argument("--seed", type=int, default=0, help="Seed of the crop positions (default 0).")
@@ -249,7 +246,7 @@ def main(argv=None):
             write_report(jsonable({"settings": settings, **shells, "rows": rows}), args.json)
 
     _, rows = run_benchmark(model, lr, hr, samplers, nfes, modes, args.seeds, args.baseline_steps,
-                            args.batch, {"clip": args.clip, "bf16": args.bf16}, report)
+                            args.batch, {"bf16": args.bf16}, report)
     print(f"{len(lr)} crops of {model.tile}^3 x {args.seeds} seeds, baseline ddpm x{args.baseline_steps}, "
           f"device {model.device}")
     print(table(rows))

@@ -9,7 +9,10 @@ the metadata: small enough to ship with the package.
 Metadata: the resolved ``TrainConfig`` (U-Net preset + overrides, tile and core sizes, schedule,
 prediction type, ...), the resolved ``UNetConfig``, the HR grid spacing ``spacing`` = box_size / n
 [Mpc/h] of the training data, the LR's resolution ``lr_spacing`` = box_size / (LR particles per
-side, or LR grid where unrecorded) [Mpc/h], and the normalisation.
+side, or LR grid where unrecorded) [Mpc/h], the normalisation, the formulation (what the network
+generates, emulator.formulation) and the LR transfer function T(k) of the training pairs (the
+"linear emulator" baseline; None in older checkpoints). A checkpoint older than formulations is a
+palette model; one whose formulation disagrees with its configuration is refused.
 No pickled code: everything is tensors and plain Python values, read with ``weights_only=True``.
 """
 import os
@@ -23,6 +26,7 @@ import unet3d
 from emulator import schedule as schedules
 from emulator.config import TrainConfig
 from emulator.denoiser import Denoiser
+from emulator.formulation import Formulation
 from emulator.normalization import Normalization
 from sims.errors import InputError
 
@@ -32,24 +36,47 @@ VERSION = 1
 
 @dataclass(frozen=True)
 class ModelMeta:
-    """What a checkpoint carries besides weights: config, grid spacings [Mpc/h], normalisation."""
+    """What a checkpoint carries besides weights: config, grid spacings [Mpc/h], normalisation,
+    formulation, LR transfer function ({"k": [h/Mpc], "t": [...]} or None)."""
 
     config: TrainConfig
     spacing: float
     lr_spacing: float
     normalization: Normalization
+    formulation: Formulation | None = None
+    lr_transfer: dict | None = None
+
+    def __post_init__(self):
+        c = self.config
+        if self.formulation is None:   # unfitted: residual statistics 0 and 1
+            object.__setattr__(self, "formulation", Formulation(c.formulation, lr_band=c.lr_band))
+        f = self.formulation
+        if (f.kind, f.lr_band) != (c.formulation, c.lr_band):
+            raise ValueError(f"formulation {f.kind} (band {f.lr_band}) disagrees with the configuration's "
+                             f"{c.formulation} (band {c.lr_band})")
 
     def to_dict(self, net_config):
         return {"format": FORMAT, "version": VERSION, "config": self.config.to_dict(),
                 "unet": net_config.to_dict(), "spacing": float(self.spacing),
                 "lr_spacing": float(self.lr_spacing), "normalization": self.normalization.to_dict(),
-                "schedule": self.config.schedule, "prediction": self.config.prediction}
+                "schedule": self.config.schedule, "prediction": self.config.prediction,
+                "formulation": self.formulation.to_dict(), "lr_transfer": self.lr_transfer}
 
     @classmethod
     def from_dict(cls, d, source):
-        return cls(config=TrainConfig.from_dict(d["config"], source), spacing=float(d["spacing"]),
-                   lr_spacing=float(d["lr_spacing"]),
-                   normalization=Normalization.from_dict(d["normalization"]))
+        """From :meth:`to_dict` output; a checkpoint without a formulation is a palette model."""
+        try:
+            return cls(config=TrainConfig.from_stored(d["config"], source), spacing=float(d["spacing"]),
+                       lr_spacing=float(d["lr_spacing"]),
+                       normalization=Normalization.from_dict(d["normalization"]),
+                       formulation=Formulation.from_dict(d.get("formulation")),
+                       lr_transfer=d.get("lr_transfer"))
+        except InputError:
+            raise
+        except KeyError as err:
+            raise InputError(source, f"checkpoint metadata lacks {err}") from err
+        except (TypeError, ValueError) as err:
+            raise InputError(source, f"inconsistent checkpoint metadata ({err})") from err
 
 
 def build_net(config):
@@ -149,7 +176,8 @@ class LoadedModel:
     """An inference-ready model: ``net`` holds the EMA weights in eval mode on ``device``.
 
     config: TrainConfig of the run; schedule: training schedule object; normalization:
-    field transform (``forward(delta)``, ``inverse(x)``); spacing: HR grid spacing, lr_spacing: LR
+    field transform (``forward(delta)``, ``inverse(x)``); formulation: what ``net`` generates
+    (emulator.formulation); lr_transfer: T(k) of the training pairs or None; spacing: HR grid spacing, lr_spacing: LR
     resolution (see :class:`emulator.data.PairBox`), both [Mpc/h] of the training data.
     """
 
@@ -157,6 +185,8 @@ class LoadedModel:
     config: TrainConfig
     schedule: object
     normalization: Normalization
+    formulation: Formulation
+    lr_transfer: dict | None
     device: torch.device
     spacing: float
     lr_spacing: float
@@ -173,18 +203,17 @@ class LoadedModel:
     def prediction(self):
         return self.config.prediction
 
-    def denoiser(self, clip=False, autocast=None):
-        """The :class:`emulator.denoiser.Denoiser` around ``net``; ``clip=True`` clamps x0 estimates
-        to the normalised range of the training data [lower (delta = -1), upper]."""
-        bounds = (self.normalization.lower, self.normalization.upper) if clip else None
-        return Denoiser(self.net, self.schedule, self.config.prediction, clip=bounds, autocast=autocast)
+    def denoiser(self, autocast=None):
+        """The :class:`emulator.denoiser.Denoiser` around ``net`` (estimates in target units)."""
+        return Denoiser(self.net, self.schedule, self.config.prediction, autocast=autocast)
 
 
 def loaded_model(meta, ema, device):
     """A :class:`LoadedModel` around an EMA module already holding its weights."""
     ema = ema.to(device).eval().requires_grad_(False)
     return LoadedModel(net=ema, config=meta.config, schedule=schedules.from_dict(meta.config.schedule),
-                       normalization=meta.normalization, device=torch.device(device),
+                       normalization=meta.normalization, formulation=meta.formulation,
+                       lr_transfer=meta.lr_transfer, device=torch.device(device),
                        spacing=meta.spacing, lr_spacing=meta.lr_spacing)
 
 

@@ -11,12 +11,16 @@ import math
 from dataclasses import dataclass, field
 
 from emulator.denoiser import PREDICTIONS
+from emulator.formulation import FORMULATIONS
 from emulator.masks import halo_width
 from emulator.normalization import DEFAULT_EPS
 from emulator.samplers import SAMPLERS
 from emulator.schedule import LinearSchedule
 from emulator.schedule import from_dict as schedule_from_dict
 from sims.errors import InputError
+
+LEGACY_DEFAULTS = {"formulation": "palette", "lr_band": 0.0}
+"""Values of fields added after the first release, for configurations written before them."""
 
 RESUMABLE_FIELDS = frozenset({"data", "steps", "val_every", "save_every", "log_every", "num_workers"})
 """Fields that may change between an interrupted run and its ``--resume``."""
@@ -35,6 +39,10 @@ class TrainConfig:
     p_mask: probability that an example carries an outpainting known-halo mask (phases 1..7).
     schedule: training noise schedule as ``emulator.schedule`` ``to_dict()`` output.
     prediction: network target, "eps" (reference) or "v".
+    formulation: what is generated (emulator.formulation): "palette" (the normalised HR, the
+        reference) or "residual" (the HR's residual from the LR).
+    lr_band: fraction of the LR Nyquist below which every x0 estimate takes the LR's modes, in
+        training and sampling alike (0: off).
     norm_eps: eps of the log normalisation (emulator.normalization).
     val_files: paired files held out for validation (the last ones in sorted order).
     val_every, val_samples, val_sampler, val_steps: validation pass every N steps (0: never) on
@@ -58,6 +66,8 @@ class TrainConfig:
     p_mask: float = 0.8
     schedule: dict = field(default_factory=lambda: LinearSchedule().to_dict())
     prediction: str = "eps"
+    formulation: str = "residual"
+    lr_band: float = 0.5
     norm_eps: float = DEFAULT_EPS
     val_files: int = 1
     val_every: int = 1000
@@ -88,6 +98,9 @@ class TrainConfig:
         _check_range("ema", self.ema, 0.0, 1.0, open_high=True)
         _check_range("p_mask", self.p_mask, 0.0, 1.0)
         _check_range("norm_eps", self.norm_eps, 0.0, math.inf, open_low=True)
+        _check_range("lr_band", self.lr_band, 0.0, 1.0)
+        if self.formulation not in FORMULATIONS:
+            raise InputError("--formulation", f"must be one of {FORMULATIONS}, got {self.formulation!r}")
         if self.val_sampler not in SAMPLERS:
             raise InputError("--val-sampler", f"unknown sampler {self.val_sampler!r}; choose one of "
                              f"{sorted(SAMPLERS)}")
@@ -106,6 +119,11 @@ class TrainConfig:
         if unknown:
             raise InputError(source, f"unknown training option(s) {unknown}; valid: {sorted(names)}")
         return cls(**d)
+
+    @classmethod
+    def from_stored(cls, d, source):
+        """Rebuild a configuration written by a run, which may predate fields (LEGACY_DEFAULTS)."""
+        return cls.from_dict({**LEGACY_DEFAULTS, **d}, source)
 
     def replace(self, **changes):
         """A validated copy with some fields changed."""

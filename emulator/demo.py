@@ -58,7 +58,7 @@ def _upsample(config, lr_spec, sr_path):
     command = [sys.executable, "-m", "emulator.cli", "upsample", "--model", config.model,
                "--lr", lr_spec, "--out", sr_path, "--sampler", config.sampler,
                "--steps", str(config.steps), "--seed", str(config.seed), "--batch",
-               str(config.batch), "--clip", "--force"]
+               str(config.batch), "--force"]
     launcher = mpiexec()
     if launcher and config.ranks > 1:
         command = [launcher, "-n", str(config.ranks), *command]

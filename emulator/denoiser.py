@@ -53,21 +53,16 @@ class Denoiser:
     net: module mapping (B, 1 + C_cond, D, H, W) and c_noise (B,) to (B, 1, D, H, W).
     schedule: the training schedule (emulator.schedule); samplers start at its sigma_max.
     prediction: "eps" or "v", what the network was trained to output.
-    clip: None, or (lo, hi) bounds applied to the x0 estimate (normalised units), as the
-        reference clips to the range of its normalisation.
     autocast: None, or a dtype (e.g. torch.bfloat16) for the network pass under torch.autocast;
         the preconditioning arithmetic stays in x's dtype.
     """
 
-    def __init__(self, net, schedule, prediction="eps", clip=None, autocast=None):
+    def __init__(self, net, schedule, prediction="eps", autocast=None):
         if prediction not in PREDICTIONS:
             raise ValueError(f"prediction must be one of {PREDICTIONS}, got {prediction!r}")
-        if clip is not None and not clip[0] < clip[1]:
-            raise ValueError(f"clip needs lo < hi, got {clip}")
         self.net = net
         self.schedule = schedule
         self.prediction = prediction
-        self.clip = clip
         self.autocast = autocast
 
     def scalings(self, sigma):
@@ -93,8 +88,7 @@ class Denoiser:
         """x0 estimate, shape and dtype of x (B, 1, D, H, W); sigma a float or (B,) tensor > 0."""
         sigma = _per_sample(sigma, x)
         c_skip, c_out, _ = self.scalings(sigma)
-        x0 = c_skip * x + c_out * self.network_output(x, sigma, cond)
-        return x0 if self.clip is None else x0.clamp(*self.clip)
+        return c_skip * x + c_out * self.network_output(x, sigma, cond)
 
 
 def _per_sample(sigma, x):
@@ -106,12 +100,18 @@ def _per_sample(sigma, x):
     return sigma
 
 
-def denoising_loss(denoiser, x0, cond, sigma, noise, weight_mask=None):
+def denoising_loss(denoiser, x0, cond, sigma, noise, weight_mask=None, project=None):
     """Training loss: mean squared error of the network output against its target.
 
     x = x0 + sigma * noise; the target is what makes D exact, (x0 - c_skip x) / c_out
     (EDM eq. 8 with lambda(sigma) = 1 / c_out^2), which is ``noise`` for eps prediction
     (Ho et al. 2020 eq. 14, the reference's loss) and v for v prediction.
+    project: None, or a map of x0 estimates (emulator.formulation.Formulation.project) that
+    sampling applies too: the loss is then |project(D(x, sigma)) - project(x0)|^2 / c_out^2, the
+    same weighting in x0 units, so the network is trained through the projection it is sampled
+    with. The target is projected as well: the truth does not hold the constraint exactly (its
+    smoothed density is not the LR's), and |project(D) - x0| would keep a floor that 1 / c_out^2
+    blows up at small sigma; project is smooth, so the projected difference vanishes with D - x0.
     x0, noise: (B, 1, D, H, W); cond: (B, C_cond, D, H, W) or None; sigma: (B,) tensor > 0.
     weight_mask: None, or 0/1 (bool) broadcastable to x0: the mean is over its nonzero voxels
     (the unknown voxels when training for outpainting).
@@ -119,8 +119,12 @@ def denoising_loss(denoiser, x0, cond, sigma, noise, weight_mask=None):
     sigma = _per_sample(sigma, x0)
     x = x0 + sigma.reshape(-1, 1, 1, 1, 1) * noise
     c_skip, c_out, _ = denoiser.scalings(sigma)
-    target = (x0 - c_skip * x) / c_out
-    sq = (denoiser.network_output(x, sigma, cond) - target) ** 2
+    if project is None:
+        sq = (denoiser.network_output(x, sigma, cond) - (x0 - c_skip * x) / c_out) ** 2
+    else:
+        with torch.no_grad():
+            target = project(x0)
+        sq = ((project(denoiser(x, sigma, cond)) - target) / c_out) ** 2
     if weight_mask is None:
         return sq.mean()
     weight = torch.broadcast_to(weight_mask.to(sq.dtype), sq.shape)

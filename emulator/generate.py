@@ -12,6 +12,7 @@ import torch
 from tqdm import tqdm
 
 from emulator.denoiser import condition_channels
+from emulator.formulation import band_modes
 from emulator.samplers import SAMPLERS, randn
 from emulator.schedule import SPACINGS
 from sims.errors import InputError
@@ -21,50 +22,13 @@ DEFAULT_SPACING = {"ddpm": "trained"}
 baseline with all of them); every other sampler uses Karras et al.'s rho = 7 spacing."""
 
 
-def lowpass(field, k_cut):
-    """Keep the Fourier modes of ``field`` (..., n, n, n) with |m| < k_cut, m the integer mode
-    vector of the cube (sharp spherical cut, in units of its fundamental 2 pi / side).
-
-    torch.fft.rfftn over the last three axes then irfftn: normalisation cancels; the Nyquist
-    planes (|m_i| = n / 2) are inside the cut only if k_cut > n / 2.
-    """
-    n = field.shape[-1]
-    m = torch.fft.fftfreq(n, 1.0 / n, device=field.device)
-    mz = torch.fft.rfftfreq(n, 1.0 / n, device=field.device)
-    keep = (m[:, None, None] ** 2 + m[None, :, None] ** 2 + mz[None, None, :] ** 2) < k_cut**2
-    spectrum = torch.fft.rfftn(field, dim=(-3, -2, -1))
-    return torch.fft.irfftn(spectrum * keep, s=field.shape[-3:], dim=(-3, -2, -1))
-
-
-def lr_consistent(denoiser, lr_delta, normalization, k_cut):
-    """Denoiser whose x0 estimate takes the band |m| < k_cut (tile modes) from the LR (issue 5,
-    "Large scales"; the projection form of the inverse-problem samplers, e.g. Chung et al. 2022
-    arXiv:2206.00941 / Song et al. 2023 Pi-GDM):
-
-        delta_0 = inverse(D(x, sigma)),  delta_0 <- delta_0 + lowpass(delta_LR - delta_0),
-        D' = forward(max(delta_0, -1))
-
-    The band is replaced in overdensity, where LR and HR agree on the scales the LR resolves
-    (same initial conditions; k well below the LR Nyquist), not in the normalised variable,
-    whose large-scale modes depend on the small-scale variance through the log. Approximate:
-    a tile is not periodic, so its FFT leaks a little at the faces, and the clip at delta = -1
-    undoes the replacement where it would empty a cell.
-    lr_delta: (B, 1, t, t, t) LR overdensity on the HR grid.
-    """
-    def denoised(x, sigma):
-        delta = normalization.inverse(denoiser(x, sigma))
-        delta = delta + lowpass(lr_delta - delta, k_cut)
-        return normalization.forward(delta.clamp_min(-1.0))
-    return denoised
-
-
 def lr_band(model, lr_consistency, tile):
-    """Cut |m| < k_cut in modes of a ``tile``-voxel cube for ``lr_consistency`` = fraction f of the
-    LR Nyquist pi / lr_spacing: k = 2 pi m / (tile * spacing) gives
-    k_cut = f * tile * spacing / (2 lr_spacing)."""
-    if not 0.0 < lr_consistency <= 1.0:
+    """Cut in modes of a ``tile``-voxel cube for ``lr_consistency`` = fraction f of the LR Nyquist
+    (None: the model's own trained band, if any)."""
+    fraction = model.formulation.lr_band if lr_consistency is None else lr_consistency
+    if lr_consistency is not None and not 0.0 < lr_consistency <= 1.0:
         raise InputError("--lr-consistency", f"must be a fraction of the LR Nyquist in (0, 1], got {lr_consistency}")
-    return lr_consistency * tile * model.spacing / (2.0 * model.lr_spacing)
+    return band_modes(fraction, tile, model.spacing, model.lr_spacing) if fraction > 0 else None
 
 
 def conserve_mass(delta, lr, mask):
@@ -90,7 +54,7 @@ def conserve_mass(delta, lr, mask):
 
 
 def generate_tiles(model, lr, known, mask, seeds, sampler="dpmpp-2m", steps=20, batch_size=None, *,
-                   spacing=None, options=None, clip=False, lr_consistency=None,
+                   spacing=None, options=None, lr_consistency=None,
                    mass_conservation=True, bf16=False, progress=False):
     """Sample HR tiles given their LR and known context.
 
@@ -100,8 +64,10 @@ def generate_tiles(model, lr, known, mask, seeds, sampler="dpmpp-2m", steps=20, 
     sampler: a key of emulator.samplers.SAMPLERS; steps: its number of steps; spacing: a key of
     emulator.schedule.SPACINGS (default: DEFAULT_SPACING); options: extra sampler keywords
     (eta, s_churn, corrector, ...). batch_size: tiles per network batch (default: all).
-    clip: clamp x0 estimates to the training range. lr_consistency: None (off), or a fraction
-    f of the LR Nyquist: the band below it comes from the LR (:func:`lr_consistent`).
+    Every x0 estimate goes through the model's :meth:`emulator.formulation.Formulation.project`:
+    kept in the physical range, so no output is non-finite, and tied to the LR's large scales
+    when the model has a band or ``lr_consistency`` is given. lr_consistency: None (the model's
+    trained band, if any), or a fraction f of the LR Nyquist.
     mass_conservation: the generated voxels hold the LR's mass (:func:`conserve_mass`).
     bf16: bf16 autocast of the network on CUDA. Returns float32 (B, t, t, t) overdensity whose
     known voxels equal ``known`` exactly.
@@ -109,8 +75,8 @@ def generate_tiles(model, lr, known, mask, seeds, sampler="dpmpp-2m", steps=20, 
     lr, known, mask = _checked_tiles(lr, known, mask, seeds)
     sample = _sampler(sampler)
     sigmas = _spacing(spacing or DEFAULT_SPACING.get(sampler, "karras"))(model.schedule, steps)
-    denoiser = model.denoiser(clip=clip, autocast=torch.bfloat16 if bf16 and model.device.type == "cuda" else None)
-    k_cut = None if lr_consistency is None else lr_band(model, lr_consistency, lr.shape[-1])
+    denoiser = model.denoiser(autocast=torch.bfloat16 if bf16 and model.device.type == "cuda" else None)
+    k_cut = lr_band(model, lr_consistency, lr.shape[-1])
     batch_size = batch_size or len(lr)
     out = np.empty_like(lr)
     bar = tqdm(total=len(lr) * (len(sigmas) - 1), unit="step", disable=not progress)
@@ -125,8 +91,9 @@ def generate_tiles(model, lr, known, mask, seeds, sampler="dpmpp-2m", steps=20, 
 
 
 def _generate_batch(model, denoiser, sample, sigmas, lr, known, mask, seeds, options, k_cut, callback):
-    """One network batch: normalise, build the condition, sample, invert the normalisation."""
-    norm, device = model.normalization, model.device
+    """One network batch: normalise, build the condition, sample the formulation's target with
+    estimates projected (:meth:`Formulation.project`), back to overdensity."""
+    norm, form, device = model.normalization, model.formulation, model.device
 
     def tensor(a):
         return torch.from_numpy(np.ascontiguousarray(a))[:, None].to(device)
@@ -135,15 +102,13 @@ def _generate_batch(model, denoiser, sample, sigmas, lr, known, mask, seeds, opt
     known_n, mask_t = tensor(norm.forward(np.where(mask, known, 0.0).astype(np.float32))), tensor(mask)
     cond = condition_channels(lr_n) if model.net.config.in_channels == 2 else \
         condition_channels(lr_n, known_n, mask_t)
-    D = functools.partial(denoiser, cond=cond)
-    if k_cut is not None:
-        D = lr_consistent(D, tensor(lr), norm, k_cut)
+    D = form.constrained(functools.partial(denoiser, cond=cond), lr_n, norm, k_cut)
     generators = [torch.Generator().manual_seed(int(s)) for s in seeds]
     x = sigmas[0] * randn(lr_n.shape, generators, device=device)
     with torch.inference_mode():
-        x0 = sample(D, x, sigmas, generator=generators, known=known_n, mask=mask_t, callback=callback,
-                    **options)
-    return norm.inverse(x0[:, 0].float().cpu().numpy())
+        x0 = sample(D, x, sigmas, generator=generators, known=form.target(known_n, lr_n), mask=mask_t,
+                    callback=callback, **options)
+    return norm.inverse(form.field(x0, lr_n)[:, 0].float().cpu().numpy())
 
 
 def _checked_tiles(lr, known, mask, seeds):

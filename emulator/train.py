@@ -19,6 +19,7 @@ of ranks. Rank 0 writes ``metrics.jsonl`` (one JSON object per line, ``kind`` "t
 emulator.generate with a fast sampler, compared with HR through sims.stats.
 """
 import copy
+import functools
 import json
 import os
 import time
@@ -32,10 +33,11 @@ from tqdm import tqdm
 from emulator import checkpoint as ckpt
 from emulator.data import CropDataset, StepBatches, find_pair_files, load_pairs, split_pairs
 from emulator.denoiser import Denoiser, condition_channels, denoising_loss
+from emulator.formulation import band_modes, fit_formulation
 from emulator.normalization import fit_normalization
 from emulator.schedule import from_dict as schedule_from_dict
 from sims.errors import InputError
-from sims.stats import cross_power, k_nyquist, power_spectrum, ratio_r
+from sims.stats import cross_power, fit_lr_transfer, k_nyquist, power_spectrum, ratio_r
 
 STREAM_NOISE, STREAM_VAL, STREAM_VAL_SEEDS = 2, 1, 3
 
@@ -115,11 +117,22 @@ def batch_condition(batch, in_channels):
     return condition_channels(batch["lr"], batch["known"], batch["mask"])
 
 
-def train_step(denoiser, optimizer, batch, sigma, noise, grad_clip, in_channels):
-    """One AdamW step on the loss over unknown voxels; returns (loss, gradient norm) tensors."""
+def band_cut(meta):
+    """The trained band in modes of a training crop (emulator.formulation.band_modes), or None."""
+    cfg = meta.config
+    return band_modes(cfg.lr_band, cfg.tile, meta.spacing, meta.lr_spacing) if cfg.lr_band > 0 else None
+
+
+def train_step(denoiser, optimizer, batch, sigma, noise, grad_clip, in_channels, meta):
+    """One AdamW step on the loss over unknown voxels, for the formulation's target and through its
+    band projection when it has one; returns (loss, gradient norm) tensors."""
     optimizer.zero_grad(set_to_none=True)
     cond = batch_condition(batch, in_channels)
-    loss = denoising_loss(denoiser, batch["hr"], cond, sigma, noise, weight_mask=1.0 - batch["mask"])
+    form, k_cut = meta.formulation, band_cut(meta)
+    project = None if k_cut is None else functools.partial(
+        form.project, y_lr=batch["lr"], normalization=meta.normalization, k_cut=k_cut)
+    loss = denoising_loss(denoiser, form.target(batch["hr"], batch["lr"]), cond, sigma, noise,
+                          weight_mask=1.0 - batch["mask"], project=project)
     loss.backward()
     grad_norm = torch.nn.utils.clip_grad_norm_(optimizer.param_groups[0]["params"], grad_clip)
     optimizer.step()
@@ -137,12 +150,25 @@ class Run:
     step: int
 
 
+def lr_transfer(train_boxes):
+    """T(k) of the linear emulator (sims.stats.fit_lr_transfer) on the training pairs, as
+    {"k": [h/Mpc], "t": [...]}; None when the boxes differ in size (no common k bins)."""
+    box = train_boxes[0]
+    if any(b.hr.shape != box.hr.shape or b.box_size != box.box_size for b in train_boxes):
+        return None
+    k, t = fit_lr_transfer([(b.lr, b.hr) for b in train_boxes], box.box_size)
+    return {"k": k.tolist(), "t": t.tolist()}
+
+
 def new_meta(config, train_boxes):
-    """Metadata of a fresh run: normalisation fitted on the training HR, grid spacings."""
+    """Metadata of a fresh run: normalisation fitted on the training HR, the formulation's
+    residual statistics on the normalised pairs, grid spacings, the LR transfer function."""
     norm = fit_normalization([b.hr for b in train_boxes], eps=config.norm_eps)
+    form = fit_formulation(config.formulation, config.lr_band,
+                           [(norm.forward(b.lr), norm.forward(b.hr)) for b in train_boxes])
     box = train_boxes[0]
     return ckpt.ModelMeta(config=config, spacing=box.spacing, lr_spacing=box.box_size / box.n_lr,
-                          normalization=norm)
+                          normalization=norm, formulation=form, lr_transfer=lr_transfer(train_boxes))
 
 
 def restore(path, run):
@@ -161,9 +187,11 @@ def restore(path, run):
     ckpt.load_weights(run.ema, state["ema"], path, "EMA")
     run.optimizer.load_state_dict(state["optimizer"])
     ckpt.set_rng_state(state["rng"])
-    # lr_spacing describes the data, not the training state: take it from the files as read now
+    # lr_spacing and lr_transfer describe the data, not the training state: take them from the
+    # files as read now
     run.meta = ckpt.ModelMeta(config=run.meta.config, spacing=stored.spacing,
-                              lr_spacing=run.meta.lr_spacing, normalization=stored.normalization)
+                              lr_spacing=run.meta.lr_spacing, normalization=stored.normalization,
+                              formulation=stored.formulation, lr_transfer=run.meta.lr_transfer)
     run.step = int(state["step"])
 
 
@@ -243,7 +271,8 @@ def validate(run, boxes, device):
     """Generate held-out crops from their LR alone (EMA weights, fast sampler) and compare with HR.
 
     The crops are the same at every pass (keys (0, i) of the validation stream). x0 estimates are
-    clipped to the training range, which keeps an early, barely trained model's samples finite."""
+    kept in the physical range (emulator.formulation), which keeps an early, barely trained
+    model's samples finite."""
     from emulator.generate import generate_tiles
     cfg = run.meta.config
     ds = CropDataset([(b.lr, b.hr) for b in boxes], cfg.tile, cfg.core, 0.0, cfg.seed, STREAM_VAL)
@@ -252,7 +281,7 @@ def validate(run, boxes, device):
     seeds = [seed_for(cfg.seed, STREAM_VAL_SEEDS, i) for i in range(cfg.val_samples)]
     model = ckpt.loaded_model(run.meta, run.ema, device)
     sr = generate_tiles(model, lr, np.zeros_like(lr), np.zeros(lr.shape, dtype=bool), seeds,
-                        sampler=cfg.val_sampler, steps=cfg.val_steps, clip=True, bf16=cfg.bf16)
+                        sampler=cfg.val_sampler, steps=cfg.val_steps, bf16=cfg.bf16)
     return spectra_summary(sr, hr, lr, cfg.tile * run.meta.spacing, 0.5 * np.pi / run.meta.lr_spacing)
 
 
@@ -316,7 +345,7 @@ def loop(run, denoiser, loader, sigmas, val_boxes, env, out_dir, metrics, progre
         sigma, noise = example_noise(cfg.seed, run.step, indices, sigmas, shape)
         batch = {k: v.to(env.device, non_blocking=True) for k, v in batch.items()}
         loss, grad_norm = train_step(denoiser, run.optimizer, batch, sigma.to(env.device),
-                                     noise.to(env.device), cfg.grad_clip, in_channels)
+                                     noise.to(env.device), cfg.grad_clip, in_channels, run.meta)
         update_ema(run.ema, run.net, ema_decay(cfg.ema, run.step))
         run.step += 1
         loss_sum, count = loss_sum + loss, count + 1

@@ -211,7 +211,7 @@ def run_phases(comm, plan, state, lr, generator, seed, batch_size):
 
 def default_generator(model, sampler, steps, batch_size, options=None):
     """``emulator.generate.generate_tiles`` bound to the loaded model, the sampler settings and
-    any further keywords of generate_tiles in ``options`` (clip, lr_consistency, bf16, ...)."""
+    any further keywords of generate_tiles in ``options`` (lr_consistency, bf16, ...)."""
     from emulator.generate import generate_tiles
     return functools.partial(generate_tiles, model, sampler=sampler, steps=steps, batch_size=batch_size,
                              **(options or {}))
@@ -255,7 +255,7 @@ def upsample_box(model_path, lr_spec, out_path, *, tile=None, core=None, sampler
     output is refused (InputError) until every process of the first has ended.
     generator: ``f(lr, known, mask, seeds) -> (B, t, t, t)`` replacing generate_tiles (then
     ``model_path`` may be None: no checks against a model; tile and core are required).
-    generate_options: further keywords of generate_tiles (e.g. ``{"clip": True}``); JSON values.
+    generate_options: further keywords of generate_tiles (e.g. ``{"lr_consistency": 0.5}``); JSON values.
     """
     comm = world() if comm is None else comm
     rank, out_path = comm.Get_rank(), os.fspath(out_path)

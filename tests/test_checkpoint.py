@@ -70,9 +70,7 @@ def test_load_model_gives_ema_in_eval_mode(tmp_path):
     assert model.prediction == "v" and model.schedule == CosineSchedule(steps=100)
     assert model.spacing == 1.5 and model.lr_spacing == 3.0
     assert model.normalization == meta.normalization
-    denoiser = model.denoiser(clip=True)
-    assert denoiser.clip == (meta.normalization.lower, 4.0) and denoiser.prediction == "v"
-    assert model.denoiser().clip is None
+    assert model.formulation == meta.formulation and model.denoiser().prediction == "v"
 
 
 def test_inference_model_is_float16_ema_and_loads(tmp_path):

@@ -23,6 +23,11 @@ OPTIONS = (
     ("--p-mask", "p_mask", float, "P", "Probability that a crop carries one of the outpainting "
                                        "known-halo masks (phases 1 to 7)."),
     ("--prediction", "prediction", str, "TARGET", "Network target: 'eps' (the reference) or 'v'."),
+    ("--formulation", "formulation", str, "KIND", "What the network generates: 'residual' (the HR's "
+                                                  "residual from the LR) or 'palette' (the HR itself, "
+                                                  "the reference)."),
+    ("--lr-band", "lr_band", float, "F", "Fraction of the LR Nyquist below which every estimate "
+                                         "takes the LR's modes, in training and sampling (0: off)."),
     ("--val-every", "val_every", int, "N", "Run a validation pass every N steps (0 turns it off)."),
     ("--val-samples", "val_samples", int, "K", "Held-out crops generated per validation pass."),
     ("--val-sampler", "val_sampler", str, "NAME", "Sampler used by the validation pass."),
@@ -70,7 +75,7 @@ def resolve_config(args):
     options = {}
     previous = os.path.join(args.out, "config.json")
     if args.resume and os.path.exists(previous):
-        options.update(read_config_file(previous))
+        options.update(TrainConfig.from_stored(read_config_file(previous), previous).to_dict())
     if args.config:
         options.update(read_config_file(args.config))
     names = {f.name for f in dataclasses.fields(TrainConfig)}

@@ -57,8 +57,6 @@ def add_parser(subparsers):
                    help="Tile side [voxels]; must equal the model's (default: the model's).")
     p.add_argument("--core", type=int, default=None,
                    help="Outpainting core side [voxels]; must equal the model's (default: the model's).")
-    p.add_argument("--clip", action="store_true",
-                   help="Clamp the network's x0 estimates to the range of the training data.")
     p.add_argument("--lr-consistency", type=float, default=None, metavar="F",
                    help="Take the band below F times the LR Nyquist wavenumber of every x0 "
                         "estimate from the LR (off unless given; e.g. 0.5).")
@@ -98,7 +96,7 @@ def run(args):
     model = load_model(path, device="cuda" if torch.cuda.is_available() else "cpu")
     tile, core = outpaint.check_model_tile(model, args.tile, args.core)
     source = outpaint.open_lr(args.lr, model)
-    options = {"spacing": args.spacing, "clip": args.clip, "lr_consistency": args.lr_consistency,
+    options = {"spacing": args.spacing, "lr_consistency": args.lr_consistency,
                "mass_conservation": args.mass_conservation, "bf16": args.bf16}
     if source.n > tile:
         if args.samples != 1:

@@ -1,0 +1,180 @@
+"""The fidelity goal, measured: models against the trivial predictors on held-out boxes.
+
+Each model (``--model``, several allowed) outpaints the LR of every held-out pair (``--pairs``,
+simulated with seeds never used for training) ``--samples`` times (seeds 1..K). Beside them stand
+the two trivial predictors of the HR: the LR on the HR grid as it is, and the linear emulator LR x
+T(k) with T fitted on the training pairs (stored in the model, else ``--train-pairs``). Every
+predictor goes through the same statistics (sims.validation.validate_fields, CIC-deconvolved):
+
+- ``dP lr/2``, ``r-rLR``: max |P / P_HR - 1| and min r(k) - r_LR(k) below half the LR particle
+  Nyquist (goal: <= 0.02 and >= -0.005);
+- ``dP kN/2``, ``dP kN``: max |P / P_HR - 1| below k_Nyq / 2 and k_Nyq (goal: 0.05, 0.10);
+- ``P>kN``: max P / P_HR beyond k_Nyq (goal <= 1.5);
+- ``rmean-rLR``: min over k < k_Nyq of r(mean of the samples, HR) - r_LR (goal >= 0);
+- ``PDF L1``: integral of |p - p_HR| over log10(1 + delta) (goal <= 0.08);
+- ``dQ``: max |Q / Q_HR - 1| over the report's triangles (goal <= 0.05, below the LR's);
+- ``cover``: fraction of HR modes between the LR Nyquist and k_Nyq inside the samples' range
+  over its nominal value (K - 1) / (K + 1) (goal 1 +- 0.15);
+- ``seam``: largest seam ratio over the truth's own (1: no seams).
+
+Spectra, PDFs and Q are summed or averaged over the boxes before the figures. Prints one row per
+predictor and the per-k table of P ratio and r; ``--json`` keeps everything. Usage::
+
+    python benchmarks/bench_heldout.py --model emulator/default_model --pairs heldout/*.h5 \
+        [--samples 2] [--steps 20] [--json out.json]
+"""
+import argparse
+import os
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+from emulator.checkpoint import load_model
+from emulator.cli.upsample import DEFAULT_MODEL, model_path
+from outpaint.run import upsample_box
+from sims import stats
+from sims.h5io import read_field
+from sims.pairfile import read_pair
+from sims.validation import jsonable, validate_fields, write_report
+
+K_ROWS = 8
+
+
+def outpaint_samples(model_file, pair, samples, args, work):
+    """K outpainted samples of ``pair``'s LR (seeds 1..K); returns (list of fields, s per tile)."""
+    fields, start = [], time.perf_counter()
+    for seed in range(1, samples + 1):
+        out = os.path.join(work, f"sr_{seed}.h5")
+        upsample_box(model_file, f"{pair}:lr", out, sampler=args.sampler, steps=args.steps, seed=seed,
+                     batch_size=args.batch, force=True)
+        fields.append(read_field(f"{out}:sr", index=0).data)
+    return fields, time.perf_counter() - start
+
+
+def transfer_of(model, train_pairs):
+    """T(k) from the model, else fitted on ``train_pairs`` files, else None."""
+    if model is not None and model.lr_transfer is not None:
+        return model.lr_transfer
+    if not train_pairs:
+        return None
+    pairs = [read_pair(p)[:2] for p in train_pairs]
+    k, t = stats.fit_lr_transfer(pairs, float(read_pair(train_pairs[0])[2]["box_size"]))
+    return {"k": k.tolist(), "t": t.tolist()}
+
+
+def box_statistics(hr, samples, lr, box_size, core):
+    """The validation report of ``samples`` and the one of their mean (for r of the mean)."""
+    report = validate_fields(hr, samples, box_size, lr=lr, mas="cic", core=core)
+    mean = validate_fields(hr, [np.mean(samples, axis=0)], box_size, mas="cic")
+    return report, mean
+
+
+def combine(per_box):
+    """Figures of one predictor from its per-box (report, mean report) pairs: spectra summed over
+    boxes, PDFs and Q averaged, r averaged with the boxes' mode counts."""
+    reports = [r for r, _ in per_box]
+    first = reports[0]
+    p_pred = np.sum([r["pk_pred"] for r in reports], axis=0)
+    p_truth = np.sum([r["pk_truth"] for r in reports], axis=0)
+    out = {"k": np.asarray(first["k"]), "k_nyquist": first["k_nyquist"], "pk_ratio": p_pred / p_truth,
+           "r": np.mean([r["r"] for r in reports], axis=0),
+           "r_lr": np.mean([np.asarray(r["r_lr"], dtype=float) for r in reports], axis=0),
+           "r_mean": np.mean([m["r"] for _, m in per_box], axis=0)}
+    out["pdf_l1"] = float(np.mean([np.sum(np.abs(np.asarray(r["pdf_pred"]) - r["pdf_truth"])
+                                          * np.diff(r["pdf_bins"])) for r in reports]))
+    q_pred = np.mean([r["bispectrum"]["Q_pred"] for r in reports], axis=0)
+    q_truth = np.mean([r["bispectrum"]["Q_truth"] for r in reports], axis=0)
+    out["dq"] = float(np.nanmax(np.abs(q_pred / q_truth - 1)))
+    out["seam"] = float(np.max([np.max(np.asarray(r["seam"]["ratio"]) / r["seam"]["ratio_truth"]) for r in reports]))
+    if "calibration" in first:
+        cov = np.mean([r["calibration"]["coverage"] for r in reports], axis=0)
+        out["coverage"] = (cov, first["calibration"]["nominal_coverage"], np.asarray(first["calibration"]["k"]))
+    return out
+
+
+def figures(c, k_lr):
+    """The goal's scalar figures of combined statistics ``c``; k_lr: the LR particle Nyquist."""
+    k, kn, ratio = c["k"], c["k_nyquist"], c["pk_ratio"]
+    low, half, full, beyond = k < k_lr / 2, k < kn / 2, k < kn, k >= kn
+    row = {"dP lr/2": np.abs(ratio[low] - 1).max(), "r-rLR": (c["r"] - c["r_lr"])[low].min(),
+           "dP kN/2": np.abs(ratio[half] - 1).max(), "dP kN": np.abs(ratio[full] - 1).max(),
+           "P>kN": ratio[beyond].max() if beyond.any() else np.nan,
+           "rmean-rLR": np.nanmin((c["r_mean"] - c["r_lr"])[full]), "PDF L1": c["pdf_l1"], "dQ": c["dq"],
+           "seam": c["seam"]}
+    if "coverage" in c:
+        cov, nominal, k_cal = c["coverage"]
+        band = (k_cal >= k_lr) & (k_cal < kn)
+        row["cover"] = float(cov[band].mean() / nominal) if band.any() else np.nan
+    return {name: float(v) for name, v in row.items()}
+
+
+def print_tables(rows, combined, k_lr):
+    columns = ["dP lr/2", "r-rLR", "dP kN/2", "dP kN", "P>kN", "rmean-rLR", "PDF L1", "dQ", "cover",
+               "seam", "s/tile"]
+    print(f"{'predictor':<24}" + "".join(f"{c:>10}" for c in columns))
+    for name, row in rows.items():
+        print(f"{name:<24}" + "".join(f"{row.get(c, np.nan):>10.3f}" for c in columns))
+    for name, c in combined.items():
+        k = c["k"]
+        picks = np.flatnonzero(k < c["k_nyquist"])
+        picks = picks[np.unique(np.linspace(0, len(picks) - 1, K_ROWS).round().astype(int))]
+        print(f"\n{name}: k [h/Mpc] | P / P_HR | r | r of the mean | r_LR  (LR resolves k < {k_lr:.2f})")
+        for i in picks:
+            print(f"  {k[i]:6.2f} {c['pk_ratio'][i]:8.3f} {c['r'][i]:7.3f} {c['r_mean'][i]:7.3f} "
+                  f"{c['r_lr'][i]:7.3f}")
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--model", action="append", default=None, metavar="[LABEL=]PATH",
+                   help="Model checkpoint or directory (repeatable); default: the packaged model.")
+    p.add_argument("--pairs", nargs="+", required=True, help="Held-out paired files (lr, hr).")
+    p.add_argument("--train-pairs", nargs="*", default=[],
+                   help="Training pair files for T(k) when the model does not carry it.")
+    p.add_argument("--samples", type=int, default=2, help="Outpainted samples per box and model.")
+    p.add_argument("--sampler", default="dpmpp-2m")
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--batch", type=int, default=8, help="Tiles per network batch.")
+    p.add_argument("--json", default=None, help="Write every figure to this JSON file.")
+    args = p.parse_args(argv)
+    models = [m.split("=", 1) if "=" in m else (os.path.basename(os.path.normpath(m)), m)
+              for m in (args.model or [DEFAULT_MODEL])]
+    models = [(label, model_path(path)) for label, path in models]
+
+    first = load_model(models[0][1])
+    transfer = transfer_of(first, args.train_pairs)
+    per_box = {"LR as is": [], "LR x T(k)": []} if transfer else {"LR as is": []}
+    seconds = {}
+    k_lr = np.pi / first.lr_spacing
+    for pair in args.pairs:
+        lr, hr, attrs = read_pair(pair)
+        box_size = float(attrs["box_size"])
+        baselines = {"LR as is": lr}
+        if transfer:
+            baselines["LR x T(k)"] = stats.apply_lr_transfer(lr, box_size, np.asarray(transfer["k"]),
+                                                             np.asarray(transfer["t"]))
+        for name, field in baselines.items():
+            per_box[name].append(box_statistics(hr, [field], lr, box_size, first.core))
+        for label, path in models:
+            with tempfile.TemporaryDirectory() as work:
+                samples, spent = outpaint_samples(path, pair, args.samples, args, work)
+            tiles = (hr.shape[0] // first.core) ** 3 * args.samples
+            seconds.setdefault(label, []).append(spent / tiles)
+            per_box.setdefault(label, []).append(box_statistics(hr, samples, lr, box_size, first.core))
+            print(f"{label} on {pair}: {spent:.0f} s", file=sys.stderr, flush=True)
+    combined = {name: combine(boxes) for name, boxes in per_box.items()}
+    rows = {name: figures(c, k_lr) for name, c in combined.items()}
+    for label, values in seconds.items():
+        rows[label]["s/tile"] = float(np.mean(values))
+    print(f"{len(args.pairs)} held-out box(es), {args.samples} sample(s) each, {args.sampler} "
+          f"{args.steps} steps; LR particle Nyquist {k_lr:.2f} h/Mpc")
+    print_tables(rows, combined, k_lr)
+    if args.json:
+        write_report(jsonable({"args": vars(args), "rows": rows, "combined": combined}), args.json)
+
+
+if __name__ == "__main__":
+    main()
