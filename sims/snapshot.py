@@ -7,17 +7,23 @@ Layout (Gadget-2 user guide sec. 6.4; TNG data specifications; Gadget-4 user gui
   (total = low | high << 32), MassTable[6] [1e10 Msun/h] (non-zero: that type has no
   ``Masses`` dataset), Time (= a), Redshift, BoxSize, NumFilesPerSnapshot, Omega0,
   OmegaLambda, HubbleParam (OmegaBaryon where known);
-- Gadget-4: 64-bit counts and no HighWord; the cosmology lives in ``/Parameters``;
-- groups ``PartTypeN`` with Coordinates, Velocities, ParticleIDs (and Masses); a chunk holding
+- Gadget-4: 64-bit counts and no HighWord; the cosmology and units live in ``/Parameters``
+  (with BoxSize again);
+- groups ``PartTypeN`` with Coordinates, Velocities, ParticleIDs (and Masses), each with the
+  attributes a_scaling, h_scaling and to_cgs (as TNG and Gadget-4 write them); a chunk holding
   no particles of a type has no group for it.
 
 Units: masses in 1e10 Msun/h and velocities in km/s (the Gadget defaults). Lengths are in
 kpc/h (TNG, Gadget default) or Mpc/h; the reader takes the unit from ``UnitLength_in_cm`` in
-``/Header`` or ``/Parameters`` (which the writer records), else guesses from the box: BoxSize
-> 4000 means kpc/h (a > 4 Gpc/h box in Mpc/h units, or a < 4 Mpc/h box in kpc/h units, is
-rare); pass ``length_unit`` to override. Velocities are stored in Gadget's convention
-u = v_pec / sqrt(a) [km/s] (peculiar velocity v_pec = a dx/dt); the API takes and returns
-v_pec. Positions are wrapped into [0, L) on both write and read.
+``/Header`` or ``/Parameters``, else guesses from the box: BoxSize > 4000 means kpc/h (a
+> 4 Gpc/h box in Mpc/h units, or a < 4 Mpc/h box in kpc/h units, is rare); pass
+``length_unit`` to override. The writer records all three code units, UnitLength_in_cm,
+UnitMass_in_g = 1.989e43 and UnitVelocity_in_cm_per_s = 1e5 (Gadget-2 user guide sec. 6.4 and
+its parameter file; in /Header as AREPO and TNG, in /Parameters for Gadget-4): readers such as
+pynbody take their units from these three together and fall back to Mpc/h lengths when one is
+missing. The reader converts masses and velocities of files that declare other units.
+Velocities are stored in Gadget's convention u = v_pec / sqrt(a) [km/s] (peculiar velocity
+v_pec = a dx/dt); the API takes and returns v_pec. Positions are wrapped into [0, L) on both write and read.
 """
 import os
 import re
@@ -32,6 +38,8 @@ from sims.h5io import atomic_h5, open_h5, real_number
 N_TYPES = 6
 LENGTH_UNITS = {"kpc/h": 1e-3, "Mpc/h": 1.0}   # code length unit -> Mpc/h
 _MPC_CM = 3.085678e24                           # 1 Mpc in cm (Gadget's value)
+_MASS_G = 1.989e43                              # 1e10 Msun in g (Gadget-2 SOLAR_MASS 1.989e33)
+_KM_S_CM = 1e5                                  # 1 km/s in cm/s
 _KPC_H_GUESS = 4000.0                           # BoxSize above this (no unit stored) means kpc/h
 _VECTORS = ("Coordinates", "Velocities")         # datasets of shape (N, 3)
 _CHUNK_NAME = re.compile(r"^(?P<base>.+)\.(?P<index>\d+)\.(?P<ext>hdf5|h5)$")
@@ -44,7 +52,9 @@ class SnapshotInfo:
     ``files``: the chunk paths in order; ``n_total`` (6,) uint64 particle totals per type;
     ``n_per_file`` (files, 6) uint64 NumPart_ThisFile of each chunk;
     ``box_size`` [Mpc/h]; ``to_mpc_h``: factor from stored lengths to Mpc/h and
-    ``length_unit_source`` how it was found; ``cosmology``: {'Omega_m', 'Omega_L', 'h',
+    ``length_unit_source`` how it was found; ``to_mass`` and ``to_km_s``: factors from stored
+    masses to 1e10 Msun/h and stored velocities to km/s (UnitMass_in_g,
+    UnitVelocity_in_cm_per_s; 1 where absent); ``cosmology``: {'Omega_m', 'Omega_L', 'h',
     'Omega_b'} as far as the file records them; ``header``: the raw /Header attributes of chunk 0.
     """
 
@@ -57,6 +67,8 @@ class SnapshotInfo:
     length_unit_source: str
     cosmology: dict
     header: dict
+    to_mass: float = 1.0
+    to_km_s: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -124,8 +136,7 @@ def write_snapshot(path, positions, velocities, ids, box_size, redshift, cosmo, 
                 group = f.create_group(f"PartType{part_type}")
                 for name, values in arrays.items():
                     group.create_dataset(name, data=values[index])
-                if gadget4:
-                    _write_gadget4_scalings(group, common["unit_cm"])
+                _write_scalings(group, common["unit_cm"])
     return files
 
 
@@ -156,17 +167,19 @@ def _chunk_paths(path, n_files):
 def _write_header(f, *, n_this, box, a, redshift, cosmo, n_files, n_total, mass_table,
                   part_type, unit_cm, gadget4):
     """Header of one chunk. Gadget-2/3: int32 ThisFile, uint32 Total + HighWord, cosmology and
-    UnitLength_in_cm in /Header (as TNG). Gadget-4: uint64 counts, cosmology in /Parameters."""
+    code units in /Header (as AREPO and TNG). Gadget-4: uint64 counts, cosmology and units in
+    /Parameters."""
     this, total = np.zeros(N_TYPES, np.uint64), np.zeros(N_TYPES, np.uint64)
     this[part_type], total[part_type] = n_this, n_total
     header = f.create_group("Header")
     cosmology = {"Omega0": cosmo.Omega_m, "OmegaLambda": cosmo.Omega_L,
-                 "OmegaBaryon": cosmo.Omega_b, "HubbleParam": cosmo.h, "UnitLength_in_cm": unit_cm}
+                 "OmegaBaryon": cosmo.Omega_b, "HubbleParam": cosmo.h, "UnitLength_in_cm": unit_cm,
+                 "UnitMass_in_g": _MASS_G, "UnitVelocity_in_cm_per_s": _KM_S_CM}
     header.attrs.update({"MassTable": mass_table, "Time": a, "Redshift": float(redshift),
                          "BoxSize": float(box), "NumFilesPerSnapshot": np.int32(n_files)})
     if gadget4:
         header.attrs.update({"NumPart_ThisFile": this, "NumPart_Total": total})
-        f.create_group("Parameters").attrs.update(cosmology)
+        f.create_group("Parameters").attrs.update({**cosmology, "BoxSize": float(box)})
     else:
         header.attrs.update({
             "NumPart_ThisFile": this.astype(np.int32),
@@ -174,10 +187,11 @@ def _write_header(f, *, n_this, box, a, redshift, cosmo, n_files, n_total, mass_
             "NumPart_Total_HighWord": (total >> np.uint64(32)).astype(np.uint32), **cosmology})
 
 
-def _write_gadget4_scalings(group, unit_cm):
-    """Gadget-4 unit attributes: physical = value * a^a_scaling * h^h_scaling * to_cgs."""
-    scalings = {"Coordinates": (1.0, -1.0, unit_cm), "Velocities": (0.5, 0.0, 1e5),
-                "ParticleIDs": (0.0, 0.0, 0.0), "Masses": (0.0, -1.0, 1.989e43)}
+def _write_scalings(group, unit_cm):
+    """Per-dataset units of TNG and Gadget-4: physical [cgs] = value * a^a_scaling *
+    h^h_scaling * to_cgs (TNG data specifications; Gadget-4 user guide sec. 8)."""
+    scalings = {"Coordinates": (1.0, -1.0, unit_cm), "Velocities": (0.5, 0.0, _KM_S_CM),
+                "ParticleIDs": (0.0, 0.0, 0.0), "Masses": (0.0, -1.0, _MASS_G)}
     for name in group:
         a_scaling, h_scaling, to_cgs = scalings[name]
         group[name].attrs.update({"a_scaling": a_scaling, "h_scaling": h_scaling, "to_cgs": to_cgs})
@@ -270,6 +284,9 @@ def snapshot_info(path, length_unit=None):
                  "Omega_b": "OmegaBaryon"}
         cosmology = {k: float(v) for k, v in ((k, _attr(f, n)) for k, n in names.items())
                      if v is not None}
+        to_mass, to_km_s = (_unit_ratio(f, files[0], name, cgs)
+                            for name, cgs in (("UnitMass_in_g", _MASS_G),
+                                              ("UnitVelocity_in_cm_per_s", _KM_S_CM)))
     n_total = total_counts(header)
     n_per_file = np.array([_this_file_counts(p) for p in files])
     n_sum = n_per_file.sum(axis=0, dtype=np.uint64)
@@ -280,7 +297,14 @@ def snapshot_info(path, length_unit=None):
         _check_coordinates(chunk, counts)
     return SnapshotInfo(files=files, n_total=n_total, n_per_file=n_per_file, box_size=box * to_mpc_h,
                         redshift=real_number(header["Redshift"], "Redshift", files[0]), to_mpc_h=to_mpc_h,
-                        length_unit_source=source, cosmology=cosmology, header=header)
+                        length_unit_source=source, cosmology=cosmology, header=header,
+                        to_mass=to_mass, to_km_s=to_km_s)
+
+
+def _unit_ratio(f, path, name, cgs):
+    """Code unit ``name`` [cgs] from /Header or /Parameters over ``cgs``; 1 if not recorded."""
+    value = _attr(f, name)
+    return 1.0 if value is None else real_number(value, name, path, positive=True) / cgs
 
 
 def _this_file_counts(path):
@@ -314,9 +338,9 @@ def _checked_dataset(f, path, group_name, name, n):
 def read_snapshot(path, part_type=1, *, length_unit=None, load_velocities=False, load_ids=False):
     """Read all particles of one type from a (possibly multi-file) snapshot.
 
-    Returns a :class:`Snapshot` with positions in Mpc/h wrapped into [0, L), masses from the
-    MassTable or the ``Masses`` dataset, and (if asked) peculiar velocities v_pec = sqrt(a) u
-    [km/s] and particle IDs. Errors (not HDF5, no /Header, a type with particles but no
+    Returns a :class:`Snapshot` with positions in Mpc/h wrapped into [0, L), masses [1e10
+    Msun/h] from the MassTable or the ``Masses`` dataset, and (if asked) peculiar velocities
+    v_pec = sqrt(a) u [km/s] and particle IDs. Errors (not HDF5, no /Header, a type with particles but no
     Coordinates, counts that disagree, no masses) raise InputError naming the file.
     """
     info = snapshot_info(path, length_unit)
@@ -353,8 +377,8 @@ def iter_chunks(info, part_type=1, *, load_velocities=False, load_ids=False):
             data = _read_chunk(path, part_type, int(n), wanted)
             yield Particles(
                 positions=wrap(data["Coordinates"].astype(np.float64) * info.to_mpc_h, info.box_size),
-                masses=data["Masses"],
-                velocities=data["Velocities"] * sqrt_a if load_velocities else None,
+                masses=data["Masses"] * info.to_mass,
+                velocities=data["Velocities"] * (sqrt_a * info.to_km_s) if load_velocities else None,
                 ids=data["ParticleIDs"] if load_ids else None)
 
 

@@ -1,6 +1,9 @@
 """sims.snapshot: Gadget/AREPO/TNG/Gadget-4 HDF5 snapshots written and read back, and bad files."""
+import warnings
+
 import h5py
 import numpy as np
+import pynbody
 import pytest
 
 from sims.cosmology import Cosmology
@@ -103,6 +106,49 @@ def test_gadget4_header(tmp_path):
     snap = read_snapshot(path, load_velocities=True, load_ids=True)
     check_round_trip(snap, pos, vel, ids)
     assert snap.info.cosmology["h"] == 0.7 and snap.info.length_unit_source == "UnitLength_in_cm"
+
+
+@pytest.mark.parametrize("kwargs", [dict(), dict(length_unit="Mpc/h"), dict(gadget4=True),
+                                    dict(n_files=3), dict(particle_mass="array")])
+def test_pynbody_reads_box_positions_masses_and_velocities(tmp_path, kwargs):
+    """pynbody (independent code) reads what the writer wrote: box and positions in comoving
+    Mpc/h, masses in 1e10 Msun/h, physical peculiar velocities in km/s. Tolerances: pynbody's
+    Mpc and Msun are the IAU values, 1.4e-7 and 2.9e-4 below Gadget's 3.085678e24 cm and
+    1.989e33 g."""
+    pos, vel, ids = particles(200)
+    masses = np.linspace(1.0, 2.0, 200) if kwargs.get("particle_mass") else 0.8
+    path = tmp_path / ("snapdir_002" if kwargs.get("n_files") else "snap_002.hdf5")
+    files = write_snapshot(path, pos, vel, ids, BOX, 1.5, COSMO, **(kwargs | {"particle_mass": masses}))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")           # pynbody's notes on optional metadata
+        snap = pynbody.load(files[0].removesuffix(".0.hdf5"))     # all chunks by their base
+        assert len(snap) == 200
+        box = snap.properties["boxsize"].in_units("Mpc a h**-1", **snap.conversion_context())
+        order = np.argsort(snap["iord"])          # pynbody's order is not the file's
+        by_id = np.argsort(ids)
+        read = {"pos": snap["pos"].in_units("Mpc a h**-1")[order],
+                "vel": snap["vel"].in_units("km s**-1")[order],
+                "mass": snap["mass"].in_units("1e10 Msol h**-1")[order]}
+    assert box == pytest.approx(BOX, rel=1e-6)
+    np.testing.assert_allclose(read["pos"], np.mod(pos, BOX)[by_id], rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(read["vel"], vel[by_id], rtol=1e-9)
+    np.testing.assert_allclose(read["mass"], np.broadcast_to(masses, 200)[by_id], rtol=5e-4)
+    assert snap.properties["a"] == pytest.approx(0.4) and snap.properties["h"] == 0.7
+
+
+def test_reader_converts_declared_mass_and_velocity_units(tmp_path):
+    """A file in Msun/h and m/s (UnitMass_in_g = 1.989e33, UnitVelocity_in_cm_per_s = 100) reads
+    as 1e10 Msun/h and km/s."""
+    pos, vel, ids = particles(10)
+    path = tmp_path / "snap.hdf5"
+    write_snapshot(path, pos, vel, ids, BOX, 0.0, COSMO, 2.0)
+    with h5py.File(path, "a") as f:
+        f["Header"].attrs.update({"UnitMass_in_g": 1.989e33, "UnitVelocity_in_cm_per_s": 100.0,
+                                  "MassTable": np.array([0, 2e10, 0, 0, 0, 0])})
+        f["PartType1/Velocities"][...] *= 1e3
+    snap = read_snapshot(path, load_velocities=True)
+    np.testing.assert_allclose(snap.masses, 2.0, rtol=1e-12)
+    np.testing.assert_allclose(snap.velocities, vel, rtol=1e-12)
 
 
 @pytest.mark.parametrize("unit, other", [("kpc/h", "Mpc/h"), ("Mpc/h", "kpc/h")])
