@@ -27,7 +27,8 @@ def lr_band(model, lr_consistency, tile):
     (None: the model's own trained band, if any)."""
     fraction = model.formulation.lr_band if lr_consistency is None else lr_consistency
     if lr_consistency is not None and not 0.0 < lr_consistency <= 1.0:
-        raise InputError("--lr-consistency", f"must be a fraction of the LR Nyquist in (0, 1], got {lr_consistency}")
+        raise InputError("--lr-consistency",
+                         f"must be a fraction of the LR Nyquist in (0, 1], got {lr_consistency}")
     return band_modes(fraction, tile, model.spacing, model.lr_spacing) if fraction > 0 else None
 
 
@@ -67,7 +68,8 @@ def generate_tiles(model, lr, known, mask, seeds, sampler="dpmpp-2m", steps=20, 
     Every x0 estimate goes through the model's :meth:`emulator.formulation.Formulation.project`:
     kept in the physical range, so no output is non-finite, and tied to the LR's large scales
     when the model has a band or ``lr_consistency`` is given. lr_consistency: None (the model's
-    trained band, if any), or a fraction f of the LR Nyquist.
+    trained band, if any), or a fraction f of the LR Nyquist. A network that returns NaN is an
+    InputError naming the tiles' seeds.
     mass_conservation: the generated voxels hold the LR's mass (:func:`conserve_mass`).
     bf16: bf16 autocast of the network on CUDA. Returns float32 (B, t, t, t) overdensity whose
     known voxels equal ``known`` exactly.
@@ -86,6 +88,10 @@ def generate_tiles(model, lr, known, mask, seeds, sampler="dpmpp-2m", steps=20, 
                                     seeds[part], options or {}, k_cut,
                                     callback=lambda info, n=len(lr[part]): bar.update(n))
     bar.close()
+    broken = np.flatnonzero(~np.isfinite(out).all(axis=(1, 2, 3)))
+    if broken.size:       # the projection bounds every estimate: only NaN from the network gets here
+        raise InputError("--model", f"the network returned NaN for tile(s) with seed(s) "
+                         f"{[int(seeds[b]) for b in broken[:4]]}: its weights are not usable")
     out = np.where(mask, known, out)
     return conserve_mass(out, lr, mask) if mass_conservation else out
 

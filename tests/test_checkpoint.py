@@ -158,3 +158,15 @@ def test_train_config_validation_and_differences():
         TrainConfig.from_dict({"learning_rate": 1}, "cfg.json")
     with pytest.raises(InputError, match="schedule"):
         config.replace(schedule={"kind": "quadratic"})
+
+
+@pytest.mark.parametrize("key", ["config", "spacing", "normalization"])
+def test_a_checkpoint_missing_its_metadata_is_one_input_error(tmp_path, key):
+    meta = make_meta()
+    net, ema, opt = trained_modules(meta)
+    save_inference_model(tmp_path / "m.pt", meta, ema)
+    state = torch.load(tmp_path / "m.pt", weights_only=True)
+    del state[key]
+    torch.save(state, tmp_path / "cut.pt")
+    with pytest.raises(InputError, match=f"cut.pt.*lacks '{key}'"):
+        load_model(tmp_path / "cut.pt")

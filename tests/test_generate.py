@@ -256,3 +256,21 @@ def test_upsample_larger_box_goes_to_outpainting(tmp_path, model_file):
                  "--steps", "1", "--batch", "64"]) == 0
     with h5py.File(out, "r") as f:
         assert f["sr"].shape == (1, 32, 32, 32) and f.attrs["sampler"] == "dpmpp-2m"
+
+
+def test_an_exploding_network_still_gives_a_finite_physical_field_and_a_nan_one_an_error():
+    """Output layer weights x 1e6 (an undertrained or diverged model): every estimate is clamped
+    to [delta = -1, the training maximum], so the field is finite; NaN weights: one InputError
+    naming the tiles, no field."""
+    model = tiny_model(formulation="residual", lr_band=0.5)
+    lr = lognormal_tiles(11, 2)
+    with torch.no_grad():
+        for p in model.net.out[-1].parameters():
+            p.mul_(1e6)
+    out = generate_tiles(model, lr, None, None, [1, 2], steps=3, mass_conservation=False)
+    assert np.isfinite(out).all() and out.min() >= -1.0
+    assert out.max() <= NORM.inverse(np.float64(NORM.upper)) * (1 + 1e-5)
+    with torch.no_grad():
+        next(iter(model.net.out[-1].parameters())).fill_(float("nan"))
+    with pytest.raises(InputError, match="--model.*NaN.*seed.*1, 2"):
+        generate_tiles(model, lr, None, None, [1, 2], steps=3)
