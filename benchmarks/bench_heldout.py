@@ -87,10 +87,12 @@ def combine(per_box):
     q_pred = np.mean([r["bispectrum"]["Q_pred"] for r in reports], axis=0)
     q_truth = np.mean([r["bispectrum"]["Q_truth"] for r in reports], axis=0)
     out["dq"] = float(np.nanmax(np.abs(q_pred / q_truth - 1)))
-    out["seam"] = float(np.max([np.max(np.asarray(r["seam"]["ratio"]) / r["seam"]["ratio_truth"]) for r in reports]))
+    out["seam"] = float(np.max([np.asarray(r["seam"]["ratio"]) / r["seam"]["ratio_truth"]
+                                for r in reports]))
     if "calibration" in first:
         cov = np.mean([r["calibration"]["coverage"] for r in reports], axis=0)
-        out["coverage"] = (cov, first["calibration"]["nominal_coverage"], np.asarray(first["calibration"]["k"]))
+        cal = first["calibration"]
+        out["coverage"] = (cov, cal["nominal_coverage"], np.asarray(cal["k"]))
     return out
 
 

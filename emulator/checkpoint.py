@@ -29,6 +29,7 @@ from emulator.denoiser import Denoiser
 from emulator.formulation import Formulation
 from emulator.normalization import Normalization
 from sims.errors import InputError
+from sims.outputs import atomic_path
 
 FORMAT = "cosmo-sr-emulator checkpoint"
 VERSION = 1
@@ -94,16 +95,9 @@ def stored_net(state, path):
 
 
 def atomic_save(obj, path):
-    """torch.save to ``path + '.tmp'``, then rename: a kill never leaves a truncated ``path``."""
-    path = os.fspath(path)
-    tmp = path + ".tmp"
-    try:
+    """torch.save through sims.outputs.atomic_path: a kill never leaves a truncated ``path``."""
+    with atomic_path(path) as tmp:
         torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def rng_state():

@@ -80,7 +80,8 @@ class Formulation:
         if self.kind not in FORMULATIONS:
             raise ValueError(f"formulation must be one of {FORMULATIONS}, got {self.kind!r}")
         if not (math.isfinite(self.shift) and math.isfinite(self.scale) and self.scale > 0):
-            raise ValueError(f"residual shift and scale must be finite, scale > 0; got {self.shift}, {self.scale}")
+            raise ValueError("residual shift and scale must be finite, scale > 0; got "
+                             f"{self.shift}, {self.scale}")
         if self.kind == "palette" and (self.shift, self.scale) != (0.0, 1.0):
             raise ValueError("a palette formulation has no residual statistics")
         if not 0.0 <= self.lr_band <= 1.0:

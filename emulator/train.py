@@ -37,6 +37,7 @@ from emulator.formulation import band_modes, fit_formulation
 from emulator.normalization import fit_normalization
 from emulator.schedule import from_dict as schedule_from_dict
 from sims.errors import InputError
+from sims.outputs import write_text
 from sims.stats import cross_power, fit_lr_transfer, k_nyquist, power_spectrum, ratio_r
 
 STREAM_NOISE, STREAM_VAL, STREAM_VAL_SEEDS = 2, 1, 3
@@ -215,10 +216,8 @@ def open_run(config, out_dir, resume, train_boxes, device):
 
 
 def write_json_atomic(path, obj):
-    """Write ``obj`` as indented JSON through a temporary name."""
-    with open(path + ".tmp", "w") as f:
-        json.dump(obj, f, indent=2)
-    os.replace(path + ".tmp", path)
+    """Write ``obj`` as indented JSON atomically (sims.outputs.write_text)."""
+    write_text(path, json.dumps(obj, indent=2))
 
 
 def trim_metrics(path, step):
@@ -227,9 +226,7 @@ def trim_metrics(path, step):
         return
     with open(path) as f:
         kept = [line for line in f if line.strip() and json.loads(line)["step"] <= step]
-    with open(path + ".tmp", "w") as f:
-        f.writelines(kept)
-    os.replace(path + ".tmp", path)
+    write_text(path, "".join(kept))
 
 
 def append_metrics(path, record):
@@ -338,29 +335,28 @@ def loop(run, denoiser, loader, sigmas, val_boxes, env, out_dir, metrics, progre
     in_channels = run.net.config.in_channels
     shape = (1, cfg.tile, cfg.tile, cfg.tile)
     start, loss_sum, count = time.perf_counter(), torch.zeros((), device=env.device), 0
-    bar = tqdm(total=cfg.steps, initial=run.step, disable=not progress or env.rank != 0,
-               desc="train", unit="step")
-    for batch in loader:
-        indices = range(env.rank * cfg.batch, (env.rank + 1) * cfg.batch)
-        sigma, noise = example_noise(cfg.seed, run.step, indices, sigmas, shape)
-        batch = {k: v.to(env.device, non_blocking=True) for k, v in batch.items()}
-        loss, grad_norm = train_step(denoiser, run.optimizer, batch, sigma.to(env.device),
-                                     noise.to(env.device), cfg.grad_clip, in_channels, run.meta)
-        update_ema(run.ema, run.net, ema_decay(cfg.ema, run.step))
-        run.step += 1
-        loss_sum, count = loss_sum + loss, count + 1
-        bar.update(1)
-        if run.step % cfg.log_every == 0 or run.step == cfg.steps:
-            record = {"kind": "train", "step": run.step, "loss": mean_over_ranks(loss_sum / count, env),
-                      "lr": run.optimizer.param_groups[0]["lr"], "grad_norm": float(grad_norm),
-                      "seconds": time.perf_counter() - start}
-            loss_sum, count = torch.zeros_like(loss_sum), 0
-            bar.set_postfix(loss=f"{record['loss']:.4f}")
-            if env.rank == 0:
-                append_metrics(metrics, record)
-        if env.rank == 0 and cfg.val_every and run.step % cfg.val_every == 0:
-            append_metrics(metrics, {"kind": "val", "step": run.step,
-                                     **validate(run, val_boxes, env.device)})
-        if env.rank == 0 and run.step % cfg.save_every == 0:
-            save(run, out_dir)
-    bar.close()
+    with tqdm(total=cfg.steps, initial=run.step, disable=not progress or env.rank != 0,
+              desc="train", unit="step") as bar:
+        for batch in loader:
+            indices = range(env.rank * cfg.batch, (env.rank + 1) * cfg.batch)
+            sigma, noise = example_noise(cfg.seed, run.step, indices, sigmas, shape)
+            batch = {k: v.to(env.device, non_blocking=True) for k, v in batch.items()}
+            loss, grad_norm = train_step(denoiser, run.optimizer, batch, sigma.to(env.device),
+                                         noise.to(env.device), cfg.grad_clip, in_channels, run.meta)
+            update_ema(run.ema, run.net, ema_decay(cfg.ema, run.step))
+            run.step += 1
+            loss_sum, count = loss_sum + loss, count + 1
+            bar.update(1)
+            if run.step % cfg.log_every == 0 or run.step == cfg.steps:
+                record = {"kind": "train", "step": run.step, "loss": mean_over_ranks(loss_sum / count, env),
+                          "lr": run.optimizer.param_groups[0]["lr"], "grad_norm": float(grad_norm),
+                          "seconds": time.perf_counter() - start}
+                loss_sum, count = torch.zeros_like(loss_sum), 0
+                bar.set_postfix(loss=f"{record['loss']:.4f}")
+                if env.rank == 0:
+                    append_metrics(metrics, record)
+            if env.rank == 0 and cfg.val_every and run.step % cfg.val_every == 0:
+                append_metrics(metrics, {"kind": "val", "step": run.step,
+                                         **validate(run, val_boxes, env.device)})
+            if env.rank == 0 and run.step % cfg.save_every == 0:
+                save(run, out_dir)

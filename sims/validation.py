@@ -17,6 +17,7 @@ import numpy as np
 from sims import bispectrum, mesh, plots, stats
 from sims.errors import InputError
 from sims.h5io import FieldSpec, field_dataset, open_h5, read_field
+from sims.outputs import write_text
 
 N_THETA = 9
 
@@ -254,15 +255,7 @@ def jsonable(value):
 
 def write_report(report, path):
     """Write ``report`` as JSON to ``path`` atomically (temporary name, then rename)."""
-    path = os.fspath(path)
-    tmp = path + ".tmp"
-    try:
-        with open(tmp, "w") as f:
-            json.dump(report, f, indent=1, allow_nan=False)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    write_text(path, json.dumps(report, indent=1, allow_nan=False))
 
 
 BASELINE_LABELS = {"lr": "LR as is", "lr_transfer": "LR x T(k)"}
