@@ -1,6 +1,7 @@
 """Paired boxes from existing simulations: paint a low-resolution dark-matter snapshot and a
 high-resolution (dark matter or gas) snapshot of the same volume into the paired-box format of
 :mod:`sims.pairfile`, as the reference work did with an AREPO DMO run and IllustrisTNG300 gas.
+Snapshots are Gadget-style HDF5 or Gadget-2 binary files (:mod:`sims.snapshot`).
 """
 import os
 

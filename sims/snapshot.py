@@ -1,8 +1,11 @@
-"""Gadget-2/3, AREPO, IllustrisTNG and Gadget-4 style HDF5 particle snapshots: write and read.
+"""Gadget-2/3, AREPO, IllustrisTNG and Gadget-4 style HDF5 particle snapshots: write and read;
+Gadget-2 binary snapshots (SnapFormat 1 and 2): read, through :mod:`sims.gadget_binary`, which
+shows them with the groups and attributes below so that both formats get the same checks.
 
 Layout (Gadget-2 user guide sec. 6.4; TNG data specifications; Gadget-4 user guide sec. 8):
 
-- one file ``snap_XXX.hdf5``, or chunks ``snapdir_XXX/snap_XXX.i.hdf5`` (``snapshot_`` base too);
+- one file ``snap_XXX.hdf5``, or chunks ``snapdir_XXX/snap_XXX.i.hdf5`` (``snapshot_`` base too;
+  binary: ``snap_XXX`` or ``snap_XXX.i``);
 - ``/Header`` attributes NumPart_ThisFile[6], NumPart_Total[6] and NumPart_Total_HighWord[6]
   (total = low | high << 32), MassTable[6] [1e10 Msun/h] (non-zero: that type has no
   ``Masses`` dataset), Time (= a), Redshift, BoxSize, NumFilesPerSnapshot, Omega0,
@@ -23,8 +26,10 @@ its parameter file; in /Header as AREPO and TNG, in /Parameters for Gadget-4): r
 pynbody take their units from these three together and fall back to Mpc/h lengths when one is
 missing. The reader converts masses and velocities of files that declare other units.
 Velocities are stored in Gadget's convention u = v_pec / sqrt(a) [km/s] (peculiar velocity
-v_pec = a dx/dt); the API takes and returns v_pec. Positions are wrapped into [0, L) on both write and read.
+v_pec = a dx/dt); the API takes and returns v_pec. Positions are wrapped into [0, L) on both
+write and read.
 """
+import contextlib
 import os
 import re
 from dataclasses import dataclass
@@ -32,6 +37,7 @@ from dataclasses import dataclass
 import h5py
 import numpy as np
 
+from sims import gadget_binary
 from sims.errors import InputError
 from sims.h5io import atomic_h5, open_h5, real_number
 
@@ -42,7 +48,7 @@ _MASS_G = 1.989e43                              # 1e10 Msun in g (Gadget-2 SOLAR
 _KM_S_CM = 1e5                                  # 1 km/s in cm/s
 _KPC_H_GUESS = 4000.0                           # BoxSize above this (no unit stored) means kpc/h
 _VECTORS = ("Coordinates", "Velocities")         # datasets of shape (N, 3)
-_CHUNK_NAME = re.compile(r"^(?P<base>.+)\.(?P<index>\d+)\.(?P<ext>hdf5|h5)$")
+_CHUNK_NAME = re.compile(r"^(?P<base>.+)\.(?P<index>\d+)(?P<ext>\.hdf5|\.h5)?$")
 
 
 @dataclass(frozen=True)
@@ -200,30 +206,45 @@ def _write_scalings(group, unit_cm):
 # ---------------------------------------------------------------- reading
 
 
+def open_chunk(path):
+    """One snapshot file, to use in a ``with`` block: an h5py File, or a Gadget-2 binary file as
+    :func:`sims.gadget_binary.open_binary` shows it; InputError naming ``path`` for anything else."""
+    path = os.fspath(path)
+    if os.path.isfile(path) and not h5py.is_hdf5(path):
+        if gadget_binary.byte_order(path) is None:
+            raise InputError(path, "not an HDF5 file nor a Gadget-2 binary snapshot (its first "
+                                   "record marker is neither 256 nor 8), or truncated")
+        return contextlib.nullcontext(gadget_binary.open_binary(path))
+    return open_h5(path)
+
+
 def snapshot_files(path):
-    """The chunk files of the snapshot named by ``path``: a file (``snap_005.hdf5`` or any chunk
-    ``snap_005.3.hdf5``), a ``snapdir_XXX`` directory, or a base path without extension."""
+    """The chunk files of the snapshot named by ``path``: a file (``snap_005.hdf5``, any chunk
+    ``snap_005.3.hdf5``, binary ``snap_005`` or ``snap_005.3``), a ``snapdir_XXX`` directory, or
+    a base path without extension."""
     path = os.fspath(path)
     if os.path.isdir(path):
-        firsts = sorted(e for e in os.listdir(path) if re.fullmatch(r".+\.0\.(hdf5|h5)", e))
+        firsts = sorted(e for e in os.listdir(path) if re.fullmatch(r".+\.0(\.hdf5|\.h5)?", e))
         if len(firsts) != 1:
-            raise InputError(path, f"expected one snapshot (a file NAME.0.hdf5) in the directory, "
-                                   f"found {firsts or 'none'}")
+            raise InputError(path, f"expected one snapshot (a file NAME.0.hdf5 or NAME.0) in the "
+                                   f"directory, found {firsts or 'none'}")
         path = os.path.join(path, firsts[0])
     elif not os.path.exists(path):
-        found = [p for p in (path + ".hdf5", path + ".0.hdf5") if os.path.exists(p)]
+        found = [p for p in (path + ".hdf5", path + ".0.hdf5", path + ".0") if os.path.exists(p)]
         if not found:
-            raise InputError(path, "no such snapshot (tried the path, .hdf5 and .0.hdf5)")
+            raise InputError(path, "no such snapshot (tried the path, .hdf5, .0.hdf5 and .0)")
         path = found[0]
-    with open_h5(path) as f:
+    with open_chunk(path) as f:
         n_files = int(_header(f, path).attrs.get("NumFilesPerSnapshot", 1))
     if n_files == 1:
         return (path,)
     match = _CHUNK_NAME.match(os.path.basename(path))
     if not match:
-        raise InputError(path, f"header says {n_files} files but the name is not BASE.i.hdf5")
+        raise InputError(path, f"header says {n_files} files but the name is not BASE.i.hdf5 "
+                               f"or BASE.i")
     folder = os.path.dirname(path)
-    files = tuple(os.path.join(folder, f"{match['base']}.{i}.{match['ext']}") for i in range(n_files))
+    files = tuple(os.path.join(folder, f"{match['base']}.{i}{match['ext'] or ''}")
+                  for i in range(n_files))
     missing = [p for p in files if not os.path.exists(p)]
     if missing:
         raise InputError(missing[0], f"chunk of a {n_files}-file snapshot is missing")
@@ -272,7 +293,7 @@ def snapshot_info(path, length_unit=None):
     Raises :class:`~sims.errors.InputError` naming the file for anything malformed.
     """
     files = snapshot_files(path)
-    with open_h5(files[0]) as f:
+    with open_chunk(files[0]) as f:
         header = dict(_header(f, files[0]).attrs)
         missing = [k for k in ("NumPart_ThisFile", "NumPart_Total", "BoxSize", "Redshift")
                    if k not in header]
@@ -308,13 +329,13 @@ def _unit_ratio(f, path, name, cgs):
 
 
 def _this_file_counts(path):
-    with open_h5(path) as f:
+    with open_chunk(path) as f:
         return np.asarray(_header(f, path).attrs["NumPart_ThisFile"]).astype(np.uint64)
 
 
 def _check_coordinates(path, counts):
     """Check the Coordinates of every particle type that chunk ``path`` holds (``counts``)."""
-    with open_h5(path) as f:
+    with open_chunk(path) as f:
         for part_type in np.flatnonzero(counts):
             _checked_dataset(f, path, f"PartType{part_type}", "Coordinates", int(counts[part_type]))
 
@@ -323,7 +344,7 @@ def _checked_dataset(f, path, group_name, name, n):
     """Dataset ``group_name/name`` of the open chunk ``f``: real numbers of shape (n, 3) (n,
     for ids), else InputError naming ``path``."""
     dset = f[group_name].get(name) if group_name in f else None
-    if not isinstance(dset, h5py.Dataset):
+    if not isinstance(dset, (h5py.Dataset, gadget_binary.BlockSlice)):
         raise InputError(path, f"{group_name} has {n} particles but no {name} dataset")
     if len(dset) != n:
         raise InputError(path, f"inconsistent counts: {group_name}/{name} has {len(dset)} rows, "
@@ -384,7 +405,7 @@ def iter_chunks(info, part_type=1, *, load_velocities=False, load_ids=False):
 
 def _read_chunk(path, part_type, n, wanted):
     """Datasets ``wanted`` plus masses (float64) of the n particles of one type in one chunk."""
-    with open_h5(path) as f:
+    with open_chunk(path) as f:
         header = _header(f, path).attrs
         group_name = f"PartType{part_type}"
         out = {name: _checked_dataset(f, path, group_name, name, n)[...] for name in wanted}

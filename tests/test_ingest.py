@@ -101,3 +101,41 @@ def test_dm_requested_from_a_gas_only_snapshot(tmp_path):
         ingest_pair(tmp_path / "lr.hdf5", tmp_path / "snapdir_001", tmp_path / "p.h5", N,
                     hr_type="dm", progress=False)
     assert not (tmp_path / "p.h5").exists()
+
+
+def test_gadget_binary_snapshots_paint_like_their_hdf5_copies(tmp_path):
+    """LR as a 2-file SnapFormat 1 binary, HR as a SnapFormat 2 binary with per-particle masses:
+    the pair equals the one ingested from the same particles in HDF5 (float32 binary positions
+    move particles by < 1e-6 L, which changes CIC weights by < 1e-5)."""
+    from test_snapshot import write_gadget_binary
+    rng = np.random.default_rng(7)
+    pos, masses = rng.uniform(0, BOX, (300, 3)), rng.uniform(0.5, 1.5, 300)
+    ids, vel = np.arange(1, 301), np.zeros((300, 3))
+    write_gadget_binary(tmp_path / "lr_binary", pos, vel, ids, BOX, 1.0, 0.5, n_files=2)
+    write_gadget_binary(tmp_path / "hr_binary", pos, vel, ids, BOX, 1.0, masses, snap_format=2)
+    write_snapshot(tmp_path / "lr.hdf5", pos, vel, ids, BOX, 1.0, COSMO, 0.5)
+    write_snapshot(tmp_path / "hr.hdf5", pos, vel, ids, BOX, 1.0, COSMO, masses)
+    for name, lr, hr in (("binary.h5", "lr_binary", "hr_binary"), ("hdf5.h5", "lr.hdf5", "hr.hdf5")):
+        assert main(["ingest", "--lr", str(tmp_path / lr), "--hr", str(tmp_path / hr),
+                     "--grid", str(N), "--out", str(tmp_path / name)]) == 0
+    (lr_bin, hr_bin, attrs), (lr_h5, hr_h5, _) = read_pair(tmp_path / "binary.h5"), read_pair(tmp_path / "hdf5.h5")
+    np.testing.assert_allclose(lr_bin, lr_h5, atol=1e-4)
+    np.testing.assert_allclose(hr_bin, hr_h5, atol=1e-4)
+    assert np.abs(hr_bin - lr_bin).max() > 0.1                     # the HR masses were used
+    assert attrs["lr_source"].endswith("lr_binary.0") and attrs["length_unit_lr"] == "guessed Mpc/h from BoxSize"
+    assert attrs["box_size"] == BOX and attrs["cosmology"]["Omega_m"] == pytest.approx(0.3)
+
+
+def test_malformed_gadget_binary_is_one_line_naming_it(tmp_path, capsys):
+    from test_snapshot import write_gadget_binary
+    pos = lattice(N)
+    write_snapshot(tmp_path / "hr.hdf5", pos, np.zeros_like(pos), None, BOX, 1.0, COSMO, 1.0)
+    lr = write_gadget_binary(tmp_path / "lr", pos, np.zeros_like(pos), np.arange(N ** 3), BOX, 1.0, 1.0)[0]
+    with open(lr, "r+b") as f:                                     # the POS record's end marker
+        f.seek(4 + 256 + 4 + 4 + 12 * N ** 3)
+        f.write(b"\xff\xff\x00\x00")
+    code = main(["ingest", "--lr", lr, "--hr", str(tmp_path / "hr.hdf5"), "--grid", str(N),
+                 "--out", str(tmp_path / "pair.h5")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and err[0].startswith(f"error: {lr}: record 1 ")
+    assert "record markers disagree" in err[0] and not (tmp_path / "pair.h5").exists()

@@ -1,4 +1,7 @@
-"""sims.snapshot: Gadget/AREPO/TNG/Gadget-4 HDF5 snapshots written and read back, and bad files."""
+"""sims.snapshot: Gadget/AREPO/TNG/Gadget-4 HDF5 snapshots written and read back, read by pynbody,
+Gadget-2 binary snapshots read, and bad files."""
+import os
+import struct
 import warnings
 
 import h5py
@@ -231,3 +234,151 @@ def test_writer_rejects_bad_arrays(tmp_path):
     with pytest.raises(ValueError, match="particle_mass"):
         write_snapshot(tmp_path / "s.hdf5", np.zeros((4, 3)), np.zeros((4, 3)), None, BOX, 0.0, COSMO, -1.0)
     assert list(tmp_path.iterdir()) == []
+
+
+# ---- Gadget-2 binary snapshots (SnapFormat 1 and 2) -------------------------------------------
+
+def _record(order, payload):
+    """A Fortran unformatted record: int32 byte count, the bytes, the count again."""
+    marker = struct.pack(order + "i", len(payload))
+    return marker + payload + marker
+
+
+def write_gadget_binary(path, pos, vel, ids, box, redshift, mass, *, snap_format=1, n_files=1,
+                        order="<", double=False, long_ids=False, part_type=1):
+    """Gadget-2 binary snapshot by the user guide (Springel 2005, sec. 6.3-6.4), written here
+    independently of sims.gadget_binary: the 256-byte io_header, then POS, VEL (u = v / sqrt(a)),
+    ID and (for per-particle ``mass``) MASS records; SnapFormat 2 puts a (label, size + 8)
+    record before each. ``pos`` [box units] written as given. Returns the files (PATH or PATH.i)."""
+    a = 1 / (1 + redshift)
+    n, fmt, id_fmt = len(pos), "d" if double else "f", "Q" if long_ids else "I"
+    mass_table, total = [0.0] * 6, [0] * 6
+    mass_table[part_type] = 0.0 if np.ndim(mass) else float(mass)
+    total[part_type] = n
+    files = [str(path)] if n_files == 1 else [f"{path}.{i}" for i in range(n_files)]
+    for file, index in zip(files, np.array_split(np.arange(n), n_files)):
+        this = [0] * 6
+        this[part_type] = len(index)
+        header = struct.pack(order + "6i6dddii6Iii4dii6Ii", *this, *mass_table, a, redshift, 0, 0,
+                             *total, 0, n_files, box, COSMO.Omega_m, COSMO.Omega_L, COSMO.h, 0, 0,
+                             *[0] * 6, 0)
+        blocks = [("HEAD", header + bytes(256 - len(header))),
+                  ("POS ", struct.pack(order + f"{3 * len(index)}{fmt}", *pos[index].ravel())),
+                  ("VEL ", struct.pack(order + f"{3 * len(index)}{fmt}", *(vel[index] / np.sqrt(a)).ravel())),
+                  ("ID  ", struct.pack(order + f"{len(index)}{id_fmt}", *ids[index]))]
+        if np.ndim(mass):
+            blocks.append(("MASS", struct.pack(order + f"{len(index)}{fmt}", *mass[index])))
+        with open(file, "wb") as f:
+            for label, payload in blocks:
+                if snap_format == 2:
+                    f.write(_record(order, label.encode() + struct.pack(order + "i", len(payload) + 8)))
+                f.write(_record(order, payload))
+    return files
+
+
+def pynbody_particles(path):
+    """(pos [Mpc/h], v_pec [km/s], mass [1e10 Msun/h], ids) as pynbody reads them, sorted by id."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        snap = pynbody.load(str(path))
+        order = np.argsort(snap["iord"])
+        return (snap["pos"].in_units("Mpc a h**-1")[order], snap["vel"].in_units("km s**-1")[order],
+                snap["mass"].in_units("1e10 Msol h**-1")[order], np.asarray(snap["iord"])[order])
+
+
+BINARY_CASES = {"format 1": dict(), "format 2": dict(snap_format=2),
+                "format 1, 3 files": dict(n_files=3),
+                "format 2, 4 files, masses": dict(snap_format=2, n_files=4, mass="array"),
+                "big-endian, float64, 64-bit ids": dict(order=">", double=True, long_ids=True)}
+
+
+@pytest.mark.parametrize("case", BINARY_CASES)
+def test_gadget_binary_read_like_pynbody_reads_it(tmp_path, case):
+    """The test's writer checked by pynbody (an independent reader), then read by ours: same
+    particles, box, redshift and cosmology; the length unit is guessed (binaries record none)."""
+    kwargs = dict(BINARY_CASES[case])
+    pos, vel, ids = particles(101)
+    pos = np.mod(pos, BOX)
+    mass = np.linspace(1.0, 2.0, 101) if kwargs.pop("mass", None) else 0.8
+    files = write_gadget_binary(tmp_path / "snap_003", pos, vel, ids, BOX, 1.5, mass, **kwargs)
+    precision = dict(rtol=1e-12) if kwargs.get("double") else dict(rtol=1e-6, atol=1e-5)
+    by_id = np.argsort(ids)
+    theirs = pynbody_particles(tmp_path / "snap_003")
+    for value, expected in zip(theirs, (pos, vel, np.broadcast_to(mass, 101), ids)):
+        np.testing.assert_allclose(value, expected[by_id], **precision)
+    for name in [tmp_path / "snap_003", files[-1]] + [tmp_path] * (len(files) > 1):
+        snap = read_snapshot(name, load_velocities=True, load_ids=True)
+        assert snap.info.files == tuple(files)
+        np.testing.assert_allclose(snap.positions, pos, **precision)
+        np.testing.assert_allclose(snap.velocities, vel, **precision)
+        np.testing.assert_allclose(snap.masses, np.broadcast_to(mass, 101), **precision)
+        np.testing.assert_array_equal(snap.ids, ids)
+    assert snap.box_size == BOX and snap.redshift == 1.5
+    assert snap.info.cosmology == pytest.approx({"Omega_m": 0.3, "Omega_L": 0.7, "h": 0.7})
+    assert snap.info.length_unit_source == "guessed Mpc/h from BoxSize"
+    assert read_snapshot(files[0], length_unit="kpc/h").box_size == pytest.approx(BOX / 1000)
+
+
+def test_gadget_binary_written_by_pynbody(tmp_path):
+    """pynbody's own Gadget writer (SnapFormat 2, a MASS block for every particle): read back."""
+    pos, vel, ids = particles(64)
+    a, path = 1 / 3, tmp_path / "snap_010"
+    snap = pynbody.new(dm=64)
+    snap["pos"] = pynbody.array.SimArray(np.mod(pos, BOX), "Mpc a h**-1")
+    snap["vel"] = pynbody.array.SimArray(vel / np.sqrt(a), "km s**-1 a**1/2")
+    snap["mass"] = pynbody.array.SimArray(np.full(64, 0.8), "1e10 Msol h**-1")
+    snap["iord"] = ids.astype(np.int32)
+    snap.properties.update(a=a, z=2.0, boxsize=pynbody.units.Unit(f"{BOX} Mpc a h**-1"),
+                           omegaM0=0.3, omegaL0=0.7, h=0.7)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        snap.write(fmt=pynbody.snapshot.gadget.GadgetSnap, filename=str(path))
+    read = read_snapshot(path, load_velocities=True, load_ids=True)
+    np.testing.assert_allclose(read.positions, np.mod(pos, BOX), rtol=1e-6, atol=1e-5)
+    np.testing.assert_allclose(read.velocities, vel, rtol=1e-6, atol=1e-4)
+    np.testing.assert_allclose(read.masses, 0.8, rtol=1e-6)
+    np.testing.assert_array_equal(read.ids, ids)
+    assert read.box_size == BOX and read.redshift == pytest.approx(2.0)
+
+
+def _damage(path, offset, data):
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        f.write(data)
+
+
+BAD_BINARIES = {
+    "truncated": (lambda p, size: os.truncate(p, size - 100), "truncated"),
+    "wrong end marker": (lambda p, size: _damage(p, 4 + 256, struct.pack("<i", 255)),
+                         "record markers disagree"),
+    "wrong first marker": (lambda p, size: _damage(p, 0, struct.pack("<i", 1234)),
+                           "not an HDF5 file nor a Gadget-2 binary"),
+    "header count too large": (lambda p, size: _damage(p, 4 + 4, struct.pack("<i", 40)),
+                               "block POS holds 120 bytes, not 3 x 4 or 8 bytes for each of the 40"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_BINARIES)
+def test_malformed_gadget_binary_names_the_file(tmp_path, case):
+    damage, words = BAD_BINARIES[case]
+    pos, vel, ids = particles(30)
+    (tmp_path / "snapdir_004").mkdir()
+    files = write_gadget_binary(tmp_path / "snapdir_004" / "snap_004", pos, vel, ids, BOX, 0.0, 1.0,
+                                n_files=3)
+    damage(files[1], os.path.getsize(files[1]))
+    with pytest.raises(InputError, match=words) as err:
+        read_snapshot(tmp_path / "snapdir_004")
+    assert err.value.source == files[1]
+
+
+def test_gadget_binary_totals_checked_like_hdf5(tmp_path):
+    """NumPart_Total (npartTotal) disagreeing with the files' counts: the HDF5 message."""
+    pos, vel, ids = particles(30)
+    files = write_gadget_binary(tmp_path / "snap_005", pos, vel, ids, BOX, 0.0, 1.0, n_files=2)
+    _damage(files[0], 4 + 96 + 4, struct.pack("<I", 31))        # npartTotal[1]
+    with pytest.raises(InputError, match="inconsistent counts") as err:
+        read_snapshot(files[1])
+    assert err.value.source == files[0]
+    os.remove(files[1])
+    with pytest.raises(InputError, match="missing"):
+        read_snapshot(files[0])

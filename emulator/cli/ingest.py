@@ -7,8 +7,9 @@ def add_parser(subparsers):
         "ingest", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         help="Paint real LR/HR snapshots into a paired box file.",
         description="Paint a low-resolution dark-matter snapshot and a high-resolution snapshot "
-                    "of the same volume (Gadget, AREPO, IllustrisTNG or Gadget-4 HDF5; single "
-                    "file, chunk file or snapdir directory) into one paired box file with "
+                    "of the same volume (Gadget, AREPO, IllustrisTNG or Gadget-4 HDF5, or "
+                    "Gadget-2 binary in SnapFormat 1 or 2; single file, chunk file, base name of "
+                    "the chunks or snapdir directory) into one paired box file with "
                     "float32 overdensity datasets 'lr' and 'hr', the format 'emulator simulate' "
                     "writes and 'emulator train' reads.")
     p.add_argument("--lr", required=True, metavar="SNAPSHOT",
@@ -27,8 +28,8 @@ def add_parser(subparsers):
                    help="Mass-assignment scheme used for painting both snapshots.")
     p.add_argument("--length-unit", choices=("kpc/h", "Mpc/h"), default=None,
                    help="Length unit of the snapshots' coordinates; by default read from "
-                        "UnitLength_in_cm in the header, else guessed from BoxSize (above 4000 "
-                        "means kpc/h).")
+                        "UnitLength_in_cm in the header, else (as for every Gadget-2 binary) "
+                        "guessed from BoxSize (above 4000 means kpc/h).")
     p.add_argument("--out", required=True, metavar="FILE",
                    help="Paired box HDF5 file to write (written atomically).")
     p.add_argument("--force", action="store_true", help="Overwrite an existing --out.")
