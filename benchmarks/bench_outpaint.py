@@ -4,14 +4,18 @@ and strong scaling of the MPI driver on this machine.
 1. ``reference``: the 8x TNG300 case (528^3, tile 48, core 24) with our schedule (tiles x steps,
    8 phases of independent tiles) against the reference's raster scheme (9261 serial tiles x 2000
    ancestral steps; Rouhiainen et al. 2023, arXiv:2311.05217).
-2. ``plan``: the planner's simulated phases, load balance, halo bytes and memory per rank for
-   1024^3 and 2048^3 boxes on 8..1024 ranks (tile 48, core 16: the largest core <= 24 with a
-   valid halo that tiles a power-of-two box).
+2. ``plan``: the planner's pencil decomposition for 1024^3, 2048^3 and 4096^3 boxes on 8..4096
+   ranks (tile 48, core 16: the largest core <= 24 with a valid halo that tiles a power-of-two
+   box): tiles per rank per phase, load balance, halo MiB sent per rank and messages after each
+   phase that has an exchange, memory per rank; a rank count above (nb / 2)^2 is refused.
+   Printed as a table, then with the other parts as JSON.
 3. ``scaling``: wall time of ``upsample_box`` with an untrained 'tiny' U-Net (a 32^3 box of
-   tile 16, core 8: 64 tiles) on 1 and 2 MPI ranks (one thread each), parallel efficiency
-   T1 / (2 T2). Generation time only: process start and imports are excluded.
+   tile 16, core 8: 64 tiles, at most 4 ranks) on ``--ranks`` MPI ranks (default 1 2; one
+   thread each), speed-up and parallel efficiency T1 / (R T_R). Generation time only: process
+   start and imports are excluded. Run it on an otherwise idle machine.
 
-Usage: python benchmarks/bench_outpaint.py [--part reference|plan|scaling|all] [--json FILE]
+Usage: python benchmarks/bench_outpaint.py [--part reference|plan|scaling|all] [--ranks 1 2 4]
+       [--json FILE]
 """
 import argparse
 import json
@@ -23,7 +27,9 @@ import time
 
 import numpy as np
 
+from emulator.masks import PHASES
 from outpaint.plan import Plan
+from sims.errors import InputError
 
 REFERENCE_TILES, REFERENCE_STEPS = 9261, 2000
 
@@ -44,19 +50,44 @@ def reference_comparison(steps=20, batch_size=8, ranks=(1, 11)):
             "evaluation_ratio": ref / rows[0]["network_evaluations"]}
 
 
-def plan_figures(sizes=(1024, 2048), tile=48, core=16, ranks=(8, 16, 32, 64, 128, 256, 512, 1024)):
-    """Planner summary per (box, ranks): phases, load balance, halo bytes, memory per rank."""
+def plan_figures(sizes=(1024, 2048, 4096), tile=48, core=16, ranks=tuple(2**k for k in range(3, 13))):
+    """Planner figures per (box, ranks): tiles per rank per phase (max), load balance, halo MiB
+    sent by the busiest rank and messages (all ranks) after each exchanging phase, memory per
+    rank [GiB]; ``refused`` with the largest useful count when there are too many ranks."""
     out = []
     for n in sizes:
         for r in ranks:
-            d = Plan(n, tile, core, r).describe()
-            out.append({"n": n, "ranks": r, "blocks_per_axis": d["blocks_per_axis"],
-                        "phases": d["phases"], "max_tiles_per_rank_per_phase": max(t["max"] for t in d["tiles_per_rank"]),
-                        "load_balance": round(d["load_balance"], 4),
-                        "halo_MiB_max_rank": max(d["halo_bytes_max_rank"]) / 2**20,
-                        "exchanges": sum(1 for h in d["halo_bytes_max_rank"] if h),
+            try:
+                d = Plan(n, tile, core, r).describe()
+            except InputError:
+                out.append({"n": n, "ranks": r, "refused": True, "max_ranks": (n // core // 2) ** 2})
+                continue
+            after = [p for p in range(PHASES) if d["messages"][p]]
+            out.append({"n": n, "ranks": r, "refused": False, "blocks_per_axis": d["blocks_per_axis"],
+                        "tiles_per_rank_per_phase": max(t["max"] for t in d["tiles_per_rank"]),
+                        "load_balance": round(d["load_balance"], 4), "exchange_after_phases": after,
+                        "halo_MiB_max_rank": [round(d["halo_bytes_max_rank"][p] / 2**20, 2) for p in after],
+                        "messages": [d["messages"][p] for p in after],
+                        "messages_max_rank": [d["messages_max_rank"][p] for p in after],
                         "memory_per_rank_GiB": round(d["memory_per_rank_bytes"] / 2**30, 3)})
     return out
+
+
+def plan_table(rows):
+    """The :func:`plan_figures` rows as a fixed-width text table (halo and messages: after phases
+    1/3/5, the phases that exchange)."""
+    lines = [f"{'box':>5} {'ranks':>5} {'tiles/rank/phase':>16} {'balance':>7} "
+             f"{'halo MiB/rank (1/3/5)':>22} {'messages (1/3/5)':>18} {'GiB/rank':>8}"]
+    for row in rows:
+        head = f"{row['n']:>5} {row['ranks']:>5}"
+        if row["refused"]:
+            lines.append(f"{head} refused: at most {row['max_ranks']} ranks")
+            continue
+        halo = "/".join(f"{h:g}" for h in row["halo_MiB_max_rank"])
+        messages = "/".join(str(m) for m in row["messages"])
+        lines.append(f"{head} {row['tiles_per_rank_per_phase']:>16} {row['load_balance']:>7.3f} "
+                     f"{halo:>22} {messages:>18} {row['memory_per_rank_GiB']:>8.3f}")
+    return "\n".join(lines)
 
 
 def make_inputs(directory, n=32, tile=16, core=8):
@@ -96,8 +127,9 @@ def worker(model, lr, out, steps, batch_size):
 
 
 def strong_scaling(steps=4, batch_size=8, ranks=(1, 2), repeat=3):
-    """Wall time on 1 and 2 ranks (mpiexec, OMP_NUM_THREADS=1; best of ``repeat`` runs, as other
-    work on a shared machine only ever slows a run down) and the parallel efficiency."""
+    """Wall time on each rank count (mpiexec, OMP_NUM_THREADS=1; best of ``repeat`` runs, as other
+    work on a shared machine only ever slows a run down), speed-up and parallel efficiency
+    against the first count."""
     mpiexec = os.path.join(os.path.dirname(sys.executable), "mpiexec")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
     with tempfile.TemporaryDirectory() as tmp:
@@ -109,8 +141,10 @@ def strong_scaling(steps=4, batch_size=8, ranks=(1, 2), repeat=3):
             runs = [subprocess.run(cmd, capture_output=True, text=True, env=env, check=True)
                     for _ in range(repeat)]
             times[r] = min(json.loads(p.stdout.strip().splitlines()[-1])["seconds"] for p in runs)
+    base = ranks[0]
     return {"box": 32, "tiles": 64, "steps": steps, "batch_size": batch_size, "repeat": repeat,
-            "seconds": times, "speedup": times[1] / times[2], "efficiency": times[1] / (2 * times[2]),
+            "seconds": times, "speedup": {r: times[base] / times[r] for r in ranks},
+            "efficiency": {r: times[base] * base / (r * times[r]) for r in ranks},
             "load_average": os.getloadavg()[0]}
 
 
@@ -122,6 +156,8 @@ def main():
     p.add_argument("--steps", type=int, default=4, help="Sampler steps per tile in the scaling run.")
     p.add_argument("--batch", type=int, default=8, help="Tiles per generator call in the scaling run.")
     p.add_argument("--repeat", type=int, default=3, help="Runs per rank count in the scaling run (best kept).")
+    p.add_argument("--ranks", type=int, nargs="+", default=[1, 2],
+                   help="Rank counts of the scaling run (at most 4: the 32^3 box has 2 x 2 units).")
     args = p.parse_args()
     if args.worker:
         worker(*args.worker, steps=args.steps, batch_size=args.batch)
@@ -131,8 +167,10 @@ def main():
         results["reference"] = reference_comparison()
     if args.part in ("plan", "all"):
         results["plan"] = plan_figures()
+        print(plan_table(results["plan"]))
     if args.part in ("scaling", "all"):
-        results["scaling"] = strong_scaling(steps=args.steps, batch_size=args.batch, repeat=args.repeat)
+        results["scaling"] = strong_scaling(steps=args.steps, batch_size=args.batch, ranks=tuple(args.ranks),
+                                           repeat=args.repeat)
     text = json.dumps(results, indent=1)
     print(text)
     if args.json:

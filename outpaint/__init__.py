@@ -1,3 +1,3 @@
-"""Outpainting of arbitrarily large periodic boxes: the 8-phase tile plan (plan), slab
-decomposition and halo exchange over MPI ranks (mpi), resumable state and the HDF5 output
+"""Outpainting of arbitrarily large periodic boxes: the 8-phase tile plan and its pencil
+decomposition (plan), halo exchange over MPI ranks (mpi), resumable state and the HDF5 output
 (writer), and the driver ``upsample_box`` (run) behind ``emulator upsample``."""

@@ -1,11 +1,11 @@
-"""Slab decomposition and halo exchange of the outpainting plan with mpi4py.
+"""Pencil decomposition and halo exchange of the outpainting plan with mpi4py.
 
-Each rank holds local arrays of its block rows along x plus ``halo`` layers on each side
-(:meth:`outpaint.plan.Plan.local_extent`), whole y-z planes: memory per rank is its slab plus
-halos, never the whole box. After a phase, :func:`exchange_halos` sends each x-neighbour only the
-voxels of the colours it will read next (:func:`outpaint.plan.exchange_colours`) with two
-point-to-point ``Sendrecv`` calls. mpi4py is imported inside the functions, so importing this
-module neither initialises MPI nor requires it.
+Each rank holds local arrays of its rectangle of rows plus ``halo`` voxels on each side in x and
+y, whole z (:meth:`outpaint.plan.Plan.local_extent`): memory per rank is its pencil plus halos,
+never the whole box. After a phase, :func:`exchange_halos` sends each neighbour the halo voxels
+due then (:meth:`outpaint.plan.Plan.messages`: only the colours it reads, each once, one
+message per neighbour) with nonblocking point-to-point calls. mpi4py is imported inside the
+functions, so importing this module neither initialises MPI nor requires it.
 """
 import contextlib
 import sys
@@ -13,10 +13,10 @@ import traceback
 
 import numpy as np
 
-from outpaint.plan import colour_of
+from outpaint.plan import BYTES_PER_VOXEL
 from sims.errors import one_line
 
-TAG_LEFTWARD, TAG_RIGHTWARD = 11, 12
+TAG_HALO = 11
 
 
 def world():
@@ -93,51 +93,72 @@ def device_for_rank(comm):
     return torch.device("cpu")
 
 
-def read_rows(dset, start, stop):
-    """Rows ``[start, stop)`` along axis 0 of an (n, n, n) dataset or array, indices wrapped modulo
-    n, read in contiguous pieces (h5py reads only those rows), as float32 (stop - start, n, n)."""
-    n = dset.shape[0]
+def wrapped(start, stop, n):
+    """Contiguous pieces ``[lo, hi)`` within [0, n) of the global range [start, stop) wrapped modulo n."""
     pieces, x = [], start
     while x < stop:
         lo = x % n
         hi = min(n, lo + stop - x)
-        pieces.append(np.asarray(dset[lo:hi], dtype=np.float32))
+        pieces.append((lo, hi))
         x += hi - lo
-    return np.concatenate(pieces, axis=0)
+    return pieces
 
 
-def layer_mask(plan, x_start, colours):
-    """bool (halo, n, n): voxels of the ``halo`` x-layers starting at global ``x_start`` whose
-    block colour is in ``colours``."""
-    b = np.arange(plan.n) // plan.core
-    bx = ((np.arange(x_start, x_start + plan.halo) % plan.n) // plan.core)
-    colour = colour_of(bx[:, None, None], b[None, :, None], b[None, None, :])
-    return np.isin(colour, sorted(colours))
+def read_region(dset, xs, ys):
+    """Voxels ``[x0, x1) x [y0, y1)`` x all z of an (n, n, n) dataset or array, global ranges
+    ``xs``, ``ys`` wrapped modulo n, read in contiguous hyperslabs (h5py reads only those), as
+    float32 (x1 - x0, y1 - y0, n)."""
+    n = dset.shape[0]
+    return np.concatenate([np.concatenate([np.asarray(dset[a:b, c:d], dtype=np.float32)
+                                           for c, d in wrapped(*ys, n)], axis=1)
+                           for a, b in wrapped(*xs, n)], axis=0)
 
 
-def exchange_halos(comm, plan, field, colours):
-    """Fill the x-halo layers of the local array ``field`` (from :meth:`Plan.local_extent`) with
-    the neighbours' voxels of ``colours``, in place; a no-op when ``colours`` is empty.
+def z_selections(plan):
+    """bool (n,) per z parity: the voxels of the blocks with that parity of bz."""
+    parity = (np.arange(plan.n) // plan.core) % 2
+    return parity == 0, parity == 1
 
-    Leftward pass: send my lowest ``halo`` layers to the left neighbour, receive the right
-    neighbour's into my right halo; then the rightward pass. Both sides build the same masks from
-    global coordinates, so only the masked voxels travel. Ranks without rows take no part.
-    Returns the bytes this rank sent.
-    """
+
+def pack(field, pieces, select, side):
+    """The voxels of ``pieces`` at their ``side`` ("src" or "dst") in ``field``, one flat float32
+    array in piece order."""
+    parts = []
+    for p in pieces:
+        (x, y), (nx, ny) = getattr(p, side), p.size
+        parts.append(field[x:x + nx, y:y + ny, select[p.colour % 2]].ravel())
+    return np.concatenate(parts) if parts else np.empty(0, dtype=np.float32)
+
+
+def unpack(field, pieces, select, buffer):
+    """Write ``buffer`` (as :func:`pack` made it) into the ``dst`` of ``pieces`` in ``field``."""
+    offset = 0
+    for p in pieces:
+        (x, y), (nx, ny) = p.dst, p.size
+        z = select[p.colour % 2]
+        count = nx * ny * int(z.sum())
+        field[x:x + nx, y:y + ny, z] = buffer[offset:offset + count].reshape(nx, ny, -1)
+        offset += count
+
+
+def exchange_halos(comm, plan, field, phase):
+    """After ``phase``, send the halo pieces due then (:meth:`outpaint.plan.Plan.messages`: one
+    message per peer) and fill this rank's halo in the local array ``field`` with those it
+    receives, in place. Nonblocking sends and receives, then one wait: no ordering between peers.
+    Pieces this rank sends itself (a rectangle spanning the periodic box) are copied. Returns the
+    bytes sent to other ranks."""
+    from mpi4py import MPI
     rank = comm.Get_rank()
-    if not colours or not len(plan.rows_of(rank)):
-        return 0
-    x0, x1 = plan.local_extent(rank)
-    h = plan.halo
-    left, right = plan.neighbours(rank)
-    send_left, send_right = plan.send_layers(rank)
-    passes = [(send_left, left, x1 - h, right, TAG_LEFTWARD), (send_right, right, x0, left, TAG_RIGHTWARD)]
-    sent = 0
-    for send_x, dest, recv_x, source, tag in passes:
-        send_mask, recv_mask = layer_mask(plan, send_x, colours), layer_mask(plan, recv_x, colours)
-        outgoing = np.ascontiguousarray(field[send_x - x0:send_x - x0 + h][send_mask])
-        incoming = np.empty(int(recv_mask.sum()), dtype=field.dtype)
-        comm.Sendrecv(outgoing, dest=dest, sendtag=tag, recvbuf=incoming, source=source, recvtag=tag)
-        field[recv_x - x0:recv_x - x0 + h][recv_mask] = incoming
-        sent += outgoing.nbytes
-    return sent
+    sends, receives = plan.messages(rank, phase)
+    select = z_selections(plan)
+    incoming = {s: np.empty(sum(plan.piece_bytes(p) for p in ps) // BYTES_PER_VOXEL, dtype=np.float32)
+                for s, ps in receives.items() if s != rank}
+    requests = [comm.Irecv(buf, source=s, tag=TAG_HALO) for s, buf in incoming.items()]
+    outgoing = {d: pack(field, ps, select, "src") for d, ps in sends.items()}
+    requests += [comm.Isend(buf, dest=d, tag=TAG_HALO) for d, buf in outgoing.items() if d != rank]
+    if rank in outgoing:
+        unpack(field, receives[rank], select, outgoing[rank])
+    MPI.Request.Waitall(requests)
+    for source, buf in incoming.items():
+        unpack(field, receives[source], select, buf)
+    return sum(buf.nbytes for d, buf in outgoing.items() if d != rank)

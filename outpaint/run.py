@@ -2,10 +2,10 @@
 
 :func:`upsample_box` is what ``emulator upsample`` runs when the LR box is larger than one tile.
 Every rank calls it with the same arguments (``mpiexec -n R emulator upsample ...``). Each rank
-reads its slab of the LR box, generates the tiles of its block rows phase by phase in batches
-through one generator call (``emulator.generate.generate_tiles`` by default), keeps only the
-cores, exchanges halo layers with its x-neighbours (outpaint.mpi) and records progress after every
-batch (outpaint.writer). Rank 0 writes the output once every row is complete.
+reads its pencil of the LR box (its rectangle of rows plus halos, outpaint.plan), generates its
+tiles phase by phase in batches through one generator call (``emulator.generate.generate_tiles``
+by default), keeps only the cores, exchanges halos with its neighbours (outpaint.mpi) and records
+progress after every batch (outpaint.writer). Rank 0 writes the output once every row is complete.
 
 Determinism: a tile's inputs are its LR crop, the known voxels of earlier phases (zero elsewhere),
 the phase's mask and ``tile_seed(seed, tile index)``; none depends on the rank count, the batch or
@@ -19,8 +19,8 @@ import numpy as np
 from tqdm import tqdm
 
 from emulator.masks import PHASES, known_mask
-from outpaint.mpi import abort_on_error, device_for_rank, exchange_halos, read_rows, run_lock, world
-from outpaint.plan import Plan, exchange_colours, tile_seed
+from outpaint.mpi import abort_on_error, device_for_rank, exchange_halos, read_region, run_lock, world
+from outpaint.plan import Plan, tile_seed
 from outpaint.writer import RunState, state_path, write_output
 from sims.errors import InputError
 from sims.h5io import FieldSpec, field_dataset, open_h5, real_number
@@ -82,23 +82,21 @@ def open_lr(lr_spec, model):
 
 
 def read_local_lr(source, plan, rank):
-    """This rank's LR slab on the output grid (float32, rows plus halos, see Plan.local_extent).
+    """This rank's LR pencil on the output grid (float32, :meth:`Plan.local_shape`: rows plus halos).
 
-    On the HR grid the rows are read directly. On the model's LR grid the whole box is read and
+    On the HR grid the pencil is read directly. On the model's LR grid the whole box is read and
     Fourier-resampled (sims.mesh.resample_overdensity, clipped at delta = -1 as in training),
     which costs n^3 transient memory per rank: for very large boxes paint the LR on the HR grid
     instead.
     """
-    if not len(plan.rows_of(rank)):
-        return np.zeros((0, plan.n, plan.n), dtype=np.float32)
-    x0, x1 = plan.local_extent(rank)
+    xs, ys = plan.local_extent(rank)
     with open_h5(source.spec.path) as f:
         dset = f[source.spec.dataset]
         if source.n_file == plan.n:
-            return read_rows(dset, x0, x1)
+            return read_region(dset, xs, ys)
         from sims.mesh import resample_overdensity
         full = resample_overdensity(np.asarray(dset[...], dtype=np.float32), plan.n)
-    return read_rows(full, x0, x1)
+    return read_region(full, xs, ys)
 
 
 def check_lr_values(comm, source, lr):
@@ -130,44 +128,44 @@ def output_action(out_path, resume, force):
     return "fresh"
 
 
-def crop(plan, local, x0, block):
-    """Tile of ``block`` cut from a local slab array starting at global x ``x0`` (wraps in y, z)."""
-    xs = block[0] * plan.core - plan.halo - x0 + np.arange(plan.tile)
-    return local[np.ix_(xs, plan.tile_axis(block[1]), plan.tile_axis(block[2]))]
+def crop(plan, local, origin, block):
+    """Tile of ``block`` cut from a local pencil array whose first voxel is at global (x, y) =
+    ``origin`` (wraps in z)."""
+    xs, ys = (block[a] * plan.core - plan.halo - origin[a] + np.arange(plan.tile) for a in (0, 1))
+    return local[np.ix_(xs, ys, plan.tile_axis(block[2]))]
 
 
-def tile_inputs(plan, lr, field, x0, blocks, phase, seed):
+def tile_inputs(plan, lr, field, origin, blocks, phase, seed):
     """Generator inputs of a batch: lr (B, t, t, t), known (zero outside the mask), mask (B, t, t, t)
     bool, seeds (B,) keyed by (seed, global tile index) only."""
     mask = known_mask(plan.tile, plan.core, phase)
-    lr_tiles = np.stack([crop(plan, lr, x0, b) for b in blocks])
-    known = np.stack([np.where(mask, crop(plan, field, x0, b), np.float32(0)) for b in blocks])
+    lr_tiles = np.stack([crop(plan, lr, origin, b) for b in blocks])
+    known = np.stack([np.where(mask, crop(plan, field, origin, b), np.float32(0)) for b in blocks])
     seeds = [tile_seed(seed, i) for i in plan.tile_index(blocks)]
     return lr_tiles, known, np.broadcast_to(mask, known.shape).copy(), seeds
 
 
-def keep_cores(plan, field, rows, x0, blocks, tiles):
-    """Write the cores of generated ``tiles`` (B, t, t, t) into the local ``field`` and the row
-    memory maps ``rows`` {bx: array}; the halos of the tiles are discarded."""
+def core_slices(plan, origin, block):
+    """Local (x, y, z) slices of ``block``'s core in a pencil array starting at global ``origin``."""
+    c = plan.core
+    return tuple(slice(block[a] * c - o, (block[a] + 1) * c - o) for a, o in enumerate((*origin, 0)))
+
+
+def keep_cores(plan, state, field, origin, blocks, tiles):
+    """Write the cores of generated ``tiles`` (B, t, t, t) into the local ``field``, then store and
+    record them row by row in the state; the halos of the tiles are discarded."""
     h, c = plan.halo, plan.core
-    for b, tile in zip(blocks, tiles):
-        core = tile[h:h + c, h:h + c, h:h + c]
-        ys, zs = slice(b[1] * c, (b[1] + 1) * c), slice(b[2] * c, (b[2] + 1) * c)
-        field[b[0] * c - x0:(b[0] + 1) * c - x0, ys, zs] = core
-        rows[b[0]][:, ys, zs] = core
+    cores = tiles[:, h:h + c, h:h + c, h:h + c]
+    for b, core in zip(blocks, cores):
+        field[core_slices(plan, origin, b)] = core
+    rows = plan.row_index(blocks)
+    for row in np.unique(rows):
+        state.store(int(row), blocks[rows == row], cores[rows == row])
 
 
-def record_batch(plan, state, rows, blocks):
-    """Flush the touched rows' cores, then record each row's completed count."""
-    positions = plan.row_position(blocks)
-    for bx in np.unique(blocks[:, 0]):
-        rows[bx].flush()
-        state.record(bx, positions[blocks[:, 0] == bx].max() + 1, rows[bx])
-
-
-def generate_batch(generator, plan, lr, field, x0, blocks, phase, seed):
+def generate_batch(generator, plan, lr, field, origin, blocks, phase, seed):
     """Run the generator on one batch; checks the shape and finiteness of what comes back."""
-    lr_tiles, known, mask, seeds = tile_inputs(plan, lr, field, x0, blocks, phase, seed)
+    lr_tiles, known, mask, seeds = tile_inputs(plan, lr, field, origin, blocks, phase, seed)
     tiles = np.asarray(generator(lr_tiles, known, mask, seeds), dtype=np.float32)
     if tiles.shape != lr_tiles.shape or not np.all(np.isfinite(tiles)):
         raise RuntimeError(f"generator returned shape {tiles.shape} (expected {lr_tiles.shape}) "
@@ -175,37 +173,38 @@ def generate_batch(generator, plan, lr, field, x0, blocks, phase, seed):
     return tiles
 
 
-def pending(plan, state, phase, rows):
-    """Blocks of ``phase`` in ``rows`` not yet complete according to the state."""
-    blocks = plan.blocks_in_phase(phase, rows)
-    done = {bx: state.done(bx) for bx in rows}
-    return blocks[plan.row_position(blocks) >= np.array([done[bx] for bx in blocks[:, 0]], dtype=np.int64)]
+def pending(plan, done, phase, rank):
+    """Blocks of ``phase`` on ``rank`` not yet complete: ``done`` {row: completed count}."""
+    blocks = plan.blocks_in_phase(phase, rank)
+    recorded = np.array([done[int(u)] for u in plan.row_index(blocks)], dtype=np.int64)
+    return blocks[plan.row_position(blocks) >= recorded]
 
 
 def run_phases(comm, plan, state, lr, generator, seed, batch_size):
     """Generate every pending tile of this rank, phase by phase; exchange halos after each phase;
     rank 0 shows a tqdm bar (phase, tiles recorded, ETA)."""
     rank = comm.Get_rank()
-    own = plan.rows_of(rank)
-    x0 = plan.local_extent(rank)[0] if len(own) else 0
-    rows = {bx: state.open_row(bx) for bx in own}
+    origin = tuple(start for start, _ in plan.local_extent(rank))
     field = np.zeros_like(lr)
-    for bx, row in rows.items():
-        field[bx * plan.core - x0:(bx + 1) * plan.core - x0] = row
-    exchanges = exchange_colours(plan.tile, plan.core)
-    initial = comm.allreduce(sum(state.done(bx) for bx in own))
-    with tqdm(total=plan.n_tiles, initial=initial, unit="tile", disable=rank != 0) as bar:
+    done = {}
+    for row in plan.rows_of(rank):
+        done[row] = state.open_row(row)
+        if done[row]:
+            bx, by = divmod(row, plan.blocks)
+            field[core_slices(plan, origin, (bx, by, 0))[:2]] = state.row(row)
+    recorded = sum(done.values())
+    with tqdm(total=plan.n_tiles, initial=comm.allreduce(recorded), unit="tile", disable=rank != 0) as bar:
         for phase in range(PHASES):
             bar.set_description(f"phase {phase + 1}/{PHASES}")
-            todo = pending(plan, state, phase, own)
+            todo = pending(plan, done, phase, rank)
             for start in range(0, len(todo), batch_size):
                 blocks = todo[start:start + batch_size]
-                tiles = generate_batch(generator, plan, lr, field, x0, blocks, phase, seed)
-                keep_cores(plan, field, rows, x0, blocks, tiles)
-                record_batch(plan, state, rows, blocks)
+                tiles = generate_batch(generator, plan, lr, field, origin, blocks, phase, seed)
+                keep_cores(plan, state, field, origin, blocks, tiles)
+                recorded += len(blocks)
                 bar.update(len(blocks))
-            exchange_halos(comm, plan, field, exchanges[phase])
-            bar.n = comm.allreduce(sum(state.done(bx) for bx in own))
+            exchange_halos(comm, plan, field, phase)
+            bar.n = comm.allreduce(recorded)
             bar.refresh()
 
 

@@ -5,27 +5,29 @@ State directory ``OUT.partial/`` (on a file system every rank sees):
 - ``run.json``: the settings that determine the result (box, tile, core, seed, sampler, steps,
   model, LR source). ``--resume`` refuses a state made with other settings. The rank count is
   not a setting: a run may resume on any number of ranks.
-- ``row_XXXXX.npy``: the cores of block row ``bx`` (float32 (core, n, n), memory-mapped) and
-  ``row_XXXXX.json``: ``{"done": k, "crc32": [...]}``, the row's first ``k`` tiles in its
-  schedule order (:meth:`outpaint.plan.Plan.row_position`) are complete, with the crc32 of each
-  one's core. After every tile batch the owner flushes the new cores, then replaces the JSON: a
-  kill loses at most the batch in flight. A run checks the rows it reuses first
+- ``row_UUUUU.npy``: the cores of row ``u = bx nb + by`` (the blocks along z at (bx, by),
+  :mod:`outpaint.plan`), float32 (core, core, n), and ``row_UUUUU.json``: ``{"done": k,
+  "crc32": [...]}``, the row's first ``k`` tiles in its schedule order
+  (:meth:`outpaint.plan.Plan.row_position`) are complete, with the crc32 of each one's core. A
+  row belongs to one rank whatever the rank count (ranks own whole rows), so each file has one
+  writer. After every tile batch the owner writes and flushes the new cores, then replaces the
+  JSON: a kill loses at most the batch in flight. A run checks the rows it reuses first
   (:meth:`RunState.open_row`: file size and header, checksums) and generates again what does
-  not verify. The
-  row JSONs are the one record of progress: a tile is completed when they say so
-  (:meth:`RunState.completed_tiles`), whatever a rank was doing or printing when it died.
+  not verify. The row JSONs are the one record of progress: a tile is completed when they say
+  so (:meth:`RunState.completed_tiles`), whatever a rank was doing or printing when it died.
 
 Output: one HDF5 file, dataset ``sr`` (1, n, n, n) float32: one sample, with the leading sample
 axis that ``emulator upsample`` gives a one-tile box's K samples, so ``sr`` always reads as
 (samples, n, n, n) (``sims.validation`` takes every sample). Written by rank 0 alone, streaming the
-row files of the state directory in order, through ``sims.h5io.atomic_h5`` (temporary name,
-renamed when complete), then the state directory is removed. Memory: one block row. Why not
-the two alternatives: slab writes by turns need every rank to reopen one file, which the serial
-HDF5 library only allows one process at a time and which breaks on file systems without POSIX
-locks, and would spread the temporary-name-and-rename logic over ranks; per-rank files joined by a
-virtual dataset leave an output that silently breaks when its side files are moved. The rows are
-already on disk for resuming, so one streaming pass (seconds for 528^3, ~1 min for 2048^3) gives
-a single self-contained file.
+row files of the state directory one x-plane of blocks at a time, through
+``sims.h5io.atomic_h5`` (temporary name, renamed when complete), then the state directory is
+removed. Memory: one plane of (core, n, n) voxels. Why not the two alternatives: slab writes by
+turns need every rank to reopen one file, which the serial HDF5 library only allows one process
+at a time and which breaks on file systems without POSIX locks, and would spread the
+temporary-name-and-rename logic over ranks; per-rank files joined by a virtual dataset leave an
+output that silently breaks when its side files are moved. The rows are already on disk for
+resuming, so one streaming pass (seconds for 528^3, ~1 min for 2048^3) gives a single
+self-contained file.
 """
 import json
 import os
@@ -91,8 +93,13 @@ class RunState:
     def __init__(self, directory, plan):
         self.directory, self.plan = os.fspath(directory), plan
 
-    def _row(self, bx, ext):
-        return os.path.join(self.directory, f"row_{bx:05d}.{ext}")
+    def _row(self, row, ext):
+        return os.path.join(self.directory, f"row_{row:05d}.{ext}")
+
+    @property
+    def row_shape(self):
+        """Shape (core, core, n) of a row file [voxels]."""
+        return self.plan.core, self.plan.core, self.plan.n
 
     @classmethod
     def create(cls, directory, plan, settings):
@@ -117,17 +124,17 @@ class RunState:
                              "same settings or use --force to start over")
         return cls(directory, plan)
 
-    def done(self, bx):
-        """Completed tiles of block row ``bx`` (its first ``done`` in row schedule order) as its
-        JSON records them; 0 when the JSON is missing or malformed."""
+    def done(self, row):
+        """Completed tiles of row ``row`` (its first ``done`` in row schedule order) as its JSON
+        records them; 0 when the JSON is missing or malformed."""
         try:
-            return self._record(bx)[0]
+            return self._record(row)[0]
         except ValueError:
             return 0
 
-    def _record(self, bx):
-        """(done, checksums) of row ``bx``'s JSON; (0, []) without one; ValueError when malformed."""
-        path = self._row(bx, "json")
+    def _record(self, row):
+        """(done, checksums) of the row's JSON; (0, []) without one; ValueError when malformed."""
+        path = self._row(row, "json")
         if not os.path.exists(path):
             return 0, []
         try:
@@ -135,68 +142,66 @@ class RunState:
             done, sums = int(record["done"]), [int(c) for c in record["crc32"]]
         except (OSError, ValueError, KeyError, TypeError) as err:
             raise ValueError(f"{path}: unreadable record ({type(err).__name__}: {err})") from err
-        if not 0 <= done <= min(len(sums), self.per_row):
+        if not 0 <= done <= min(len(sums), self.plan.blocks):
             raise ValueError(f"{path}: inconsistent record of {done} tiles")
         return done, sums[:done]
 
-    @property
-    def per_row(self):
-        """Tiles in one block row: 4 phases of (nb / 2)^2."""
-        return 4 * (self.plan.blocks // 2) ** 2
+    def _checksum(self, data, block):
+        """crc32 of the core of ``block`` in the row array ``data``."""
+        z = slice(block[2] * self.plan.core, (block[2] + 1) * self.plan.core)
+        return zlib.crc32(np.ascontiguousarray(data[:, :, z]))
 
-    def _row_blocks(self, bx):
-        """Block indices (per_row, 3) of row ``bx`` in its schedule order (Plan.row_position)."""
-        blocks = np.concatenate([self.plan.blocks_in_phase(p, [bx]) for p in range(PHASES)])
-        return blocks[np.argsort(self.plan.row_position(blocks))]
-
-    def _checksum(self, row, block):
-        """crc32 of the core of ``block`` in the row array ``row``."""
-        c = self.plan.core
-        return zlib.crc32(np.ascontiguousarray(row[:, block[1] * c:(block[1] + 1) * c,
-                                                  block[2] * c:(block[2] + 1) * c]))
-
-    def open_row(self, bx):
-        """Memory map (r+) of row ``bx``'s cores, float32 (core, n, n), with its record verified:
-        a row file of the wrong size or header is made again (zeros, its disk space allocated
-        now, so that a full disk is an OSError here and never a SIGBUS in a later write), and the
-        record keeps only the leading tiles whose checksums match: the rest are generated again.
-        Call on the rank that owns the row."""
-        path, shape = self._row(bx, "npy"), (self.plan.core, self.plan.n, self.plan.n)
+    def open_row(self, row):
+        """Verify row ``row`` and return its completed count: a row file of the wrong size or
+        header is made again (zeros, its disk space allocated now, so that a full disk is an
+        OSError here and never a SIGBUS in a later write), and the record keeps only the leading
+        tiles whose checksums match: the rest are generated again. Call on the rank that owns
+        the row."""
+        path = self._row(row, "npy")
         try:
-            recorded, sums = self._record(bx)
+            recorded, sums = self._record(row)
         except ValueError as err:
             print(f"{err}; generating the row again", file=sys.stderr)
             recorded, sums = 0, []
-        if _row_file_ok(path, shape):
-            row, blocks = np.load(path, mmap_mode="r+"), self._row_blocks(bx)
-            done = next((j for j in range(recorded) if self._checksum(row, blocks[j]) != sums[j]), recorded)
+        if _row_file_ok(path, self.row_shape):
+            data, blocks = np.load(path, mmap_mode="r"), self.plan.row_blocks(row)
+            done = next((j for j in range(recorded) if self._checksum(data, blocks[j]) != sums[j]), recorded)
+            del data
         else:
-            row, done = _new_row(path, shape), 0
+            _new_row(path, self.row_shape)
+            done = 0
         if done < recorded:
             print(f"{path}: {recorded - done} of its {recorded} recorded tiles are missing or do not "
                   "match their checksums; generating them again", file=sys.stderr)
-        _write_json(self._row(bx, "json"), {"done": done, "crc32": sums[:done]})
-        return row
+        _write_json(self._row(row, "json"), {"done": done, "crc32": sums[:done]})
+        return done
 
-    def record(self, bx, done, row):
-        """Record that row ``bx`` has its first ``done`` tiles, with the checksum of each one's
-        core (call after flushing ``row``, its memory map)."""
-        known, sums = self._record(bx)              # as open_row left it: verified
-        blocks = self._row_blocks(bx)
-        sums = sums[:known] + [self._checksum(row, blocks[j]) for j in range(known, int(done))]
-        _write_json(self._row(bx, "json"), {"done": int(done), "crc32": sums})
+    def store(self, row, blocks, cores):
+        """Write the cores (k, core, core, core) of ``blocks`` (k, 3) of row ``row`` (the next
+        ``k`` tiles in its schedule), flush them, then record the row's new count with the
+        checksum of each new core."""
+        known, sums = self._record(row)              # as open_row left it: verified
+        c = self.plan.core
+        data = np.load(self._row(row, "npy"), mmap_mode="r+")
+        for block, core in zip(blocks, cores):
+            data[:, :, block[2] * c:(block[2] + 1) * c] = core
+        data.flush()
+        done = int(self.plan.row_position(blocks).max()) + 1
+        ordered = self.plan.row_blocks(row)
+        sums = sums[:known] + [self._checksum(data, ordered[j]) for j in range(known, done)]
+        del data
+        _write_json(self._row(row, "json"), {"done": done, "crc32": sums})
 
-    def row(self, bx):
-        """Read-only memory map of row ``bx``'s cores, float32 (core, n, n)."""
-        return np.load(self._row(bx, "npy"), mmap_mode="r")
+    def row(self, row):
+        """Read-only memory map of row ``row``'s cores, float32 (core, core, n)."""
+        return np.load(self._row(row, "npy"), mmap_mode="r")
 
     def completed_tiles(self):
         """Global indices of the tiles whose cores the state records, sorted: a tile counts as
         completed once its row file is flushed and its row's JSON names it, never earlier."""
-        blocks = np.concatenate([self.plan.blocks_in_phase(p) for p in range(PHASES)])
-        done = np.array([self.done(bx) for bx in range(self.plan.blocks)], dtype=np.int64)
-        recorded = self.plan.row_position(blocks) < done[blocks[:, 0]]
-        return np.sort(self.plan.tile_index(blocks[recorded]))
+        plan = self.plan
+        recorded = [plan.tile_index(plan.row_blocks(u)[:self.done(u)]) for u in range(plan.blocks**2)]
+        return np.sort(np.concatenate(recorded))
 
     def completed_phases(self):
         """Phases whose every tile the state records (see :meth:`completed_tiles`)."""
@@ -206,7 +211,7 @@ class RunState:
 
     def complete(self):
         """True when every row has all its tiles."""
-        return all(self.done(bx) == self.per_row for bx in range(self.plan.blocks))
+        return all(self.done(u) == self.plan.blocks for u in range(self.plan.blocks**2))
 
     def remove(self):
         shutil.rmtree(self.directory)
@@ -214,13 +219,17 @@ class RunState:
 
 def write_output(out_path, state, **attrs):
     """Write dataset ``sr`` (1, n, n, n) float32 (one sample, module docstring) from the complete
-    ``state`` row by row into ``out_path`` (atomic: temporary name, renamed when complete), with
-    attributes ``attrs`` plus ``created_by``. Memory: one block row."""
+    ``state`` one x-plane of blocks at a time into ``out_path`` (atomic: temporary name, renamed
+    when complete), with attributes ``attrs`` plus ``created_by``. Memory: one (core, n, n) plane."""
     plan = state.plan
+    c = plan.core
     if not state.complete():
         raise RuntimeError(f"{state.directory}: rows are incomplete; cannot write {out_path}")
     with atomic_h5(out_path) as f:
         dset = f.create_dataset("sr", shape=(1,) + (plan.n,) * 3, dtype=np.float32)
+        plane = np.empty((c, plan.n, plan.n), dtype=np.float32)
         for bx in range(plan.blocks):
-            dset[0, bx * plan.core:(bx + 1) * plan.core] = state.row(bx)
+            for by in range(plan.blocks):
+                plane[:, by * c:(by + 1) * c] = state.row(bx * plan.blocks + by)
+            dset[0, bx * c:(bx + 1) * c] = plane
         write_attrs(f, **attrs)

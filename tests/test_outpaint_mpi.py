@@ -1,6 +1,7 @@
-"""Outpainting driver: real ``mpiexec -n 2`` runs against one-rank runs, kill and resume, known
-context, halo exchange, bad input. Tiles come from the deterministic stand-in generator of
-tests/outpaint_job.py, and once from a tiny untrained U-Net through emulator.generate."""
+"""Outpainting driver: real ``mpiexec -n 2..9`` runs against one-rank runs (rank counts that do and
+do not divide the units of 2 x 2 rows), kill and resume on another rank count, known context,
+halo exchange, bad input. Tiles come from the deterministic stand-in generator of
+tests/outpaint_job.py, and from a tiny untrained U-Net through emulator.generate."""
 import contextlib
 import fcntl
 import json
@@ -14,8 +15,8 @@ import numpy as np
 import pytest
 
 from emulator.masks import PHASES, known_mask
-from outpaint.mpi import exchange_halos, layer_mask, world
-from outpaint.plan import Plan, exchange_colours, tile_seed
+from outpaint.mpi import exchange_halos, world, z_selections
+from outpaint.plan import Plan, tile_seed
 from outpaint.run import upsample_box
 from outpaint.writer import RunState, state_path
 from outpaint_job import Crash, instrumented, stand_in
@@ -35,7 +36,7 @@ def mpirun(ranks, *args, abort_script=True):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     runner = ["-m", "mpi4py"] if abort_script else []
     cmd = [str(MPIEXEC), "-n", str(ranks), sys.executable, *runner, str(JOB), *map(str, args)]
-    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
 
 
 def write_lr(path, field, box_size, dataset="lr"):
@@ -100,13 +101,13 @@ def test_two_ranks_equal_one_rank_and_generate_every_tile_once(lr_file, referenc
     assert "created_by" in attrs and not os.path.exists(state_path(out)) and not os.path.exists(lock_path(out))
 
 
-def recorded_state(out):
+def recorded_state(out, n=N):
     """The state a killed run of the module's plan left next to ``out``, once every process of
     that run has ended: mpiexec may return while an aborted rank still runs and records tiles,
     but the rank holds the output's lock until it dies (a wait on an event, not on time)."""
     with contextlib.suppress(FileNotFoundError), open(lock_path(out)) as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-    return RunState(state_path(out), Plan(N, TILE, CORE))
+    return RunState(state_path(out), Plan(n, TILE, CORE))
 
 
 def test_kill_then_resume_equals_uninterrupted_without_regenerating(lr_file, reference, tmp_path):
@@ -119,11 +120,11 @@ def test_kill_then_resume_equals_uninterrupted_without_regenerating(lr_file, ref
     assert crashed.returncode != 0, crashed.stdout + crashed.stderr
     assert not out.exists() and not Path(f"{out}.tmp").exists()
     state = recorded_state(out)
-    # a rank dies at its 2nd batch of phase 5 only after the phase-4 exchange, which needs every
-    # tile of phases 0-4 recorded; of phase 5 at most each rank's first batch (3 tiles) is
-    assert state.completed_phases() == [0, 1, 2, 3, 4]
+    # a rank reaches phase 5 only after the exchange after phase 3, which needs every tile of
+    # phases 0-3 of both ranks recorded; of phases 4 and 5 at most 4 + 3 tiles per rank are
+    assert state.completed_phases()[:4] == [0, 1, 2, 3]
     kept = {tile_seed(SEED, i) for i in state.completed_tiles()}
-    assert 2 * 5 * 4 <= len(kept) <= 2 * (5 * 4 + 3)
+    assert 2 * 4 * 4 <= len(kept) <= 2 * (4 * 4 + 4 + 3)
     assert kept <= set(logged_seeds(log1))                  # recorded tiles came from this run
     resumed = mpirun(2, "--lr", lr_file, "--out", out, "--log", log2, "--resume")
     assert resumed.returncode == 0, resumed.stderr
@@ -149,6 +150,62 @@ def test_crash_mid_phase_then_resume_on_other_rank_count(lr_file, reference, tmp
     np.testing.assert_allclose(read_sr(out)[0], reference, rtol=1e-6, atol=1e-7)
 
 
+BIG = 48                                   # 6 blocks per axis: 3 x 3 units of 2 x 2 rows, 216 tiles
+BIG_SEEDS = {tile_seed(SEED, i) for i in range((BIG // CORE) ** 3)}
+
+
+@pytest.fixture(scope="module")
+def big_lr(tmp_path_factory):
+    return write_lr(tmp_path_factory.mktemp("big") / "lr.h5", lognormal(BIG, 7), float(BIG))
+
+
+@pytest.fixture(scope="module")
+def big_reference(big_lr, tmp_path_factory):
+    """One rank, in this process."""
+    out = tmp_path_factory.mktemp("big_ref") / "sr.h5"
+    run_in_process(big_lr, out)
+    return read_sr(out)[0]
+
+
+@pytest.mark.parametrize("ranks", [2, 3, 4, 5, 8, 9])
+def test_any_rank_count_equals_one_rank_and_generates_every_tile_once(ranks, big_lr, big_reference, tmp_path):
+    """2, 4, 5 and 8 ranks split the 9 units unevenly, into pencils of different shapes whose
+    neighbours differ along a face; the field is the same to the bit."""
+    out = tmp_path / "sr.h5"
+    proc = mpirun(ranks, "--lr", big_lr, "--out", out, "--log", tmp_path, "--seed", SEED)
+    assert proc.returncode == 0, proc.stderr
+    np.testing.assert_array_equal(read_sr(out)[0], big_reference)
+    assert sorted(logged_seeds(tmp_path)) == sorted(BIG_SEEDS)
+
+
+def test_kill_on_three_ranks_then_resume_on_four(big_lr, big_reference, tmp_path):
+    """Killed in phase 5 on 3 ranks (9 tiles each per phase: each dies at its 2nd batch), finished
+    on 4 ranks, which own other rows: only the unrecorded tiles are generated, once."""
+    out, log1, log2 = tmp_path / "sr.h5", tmp_path / "run1", tmp_path / "run2"
+    log1.mkdir(), log2.mkdir()
+    crashed = mpirun(3, "--lr", big_lr, "--out", out, "--log", log1, "--crash-phase", 5, "--crash-call", 2)
+    assert crashed.returncode != 0, crashed.stdout + crashed.stderr
+    state = recorded_state(out, BIG)
+    assert state.completed_phases()[:4] == [0, 1, 2, 3]
+    kept = {tile_seed(SEED, i) for i in state.completed_tiles()}
+    assert 4 * 27 <= len(kept) <= 5 * 27 + 3 * BATCH and kept <= set(logged_seeds(log1))
+    resumed = mpirun(4, "--lr", big_lr, "--out", out, "--log", log2, "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert sorted(logged_seeds(log2)) == sorted(BIG_SEEDS - kept)
+    np.testing.assert_array_equal(read_sr(out)[0], big_reference)
+    assert not os.path.exists(state_path(out))
+
+
+def test_more_ranks_than_units_is_refused_with_the_largest_useful_count(lr_file, tmp_path):
+    """32^3 at core 8: 2 x 2 units, so 5 ranks would leave one idle: every rank refuses before
+    touching the output."""
+    out = tmp_path / "sr.h5"
+    proc = mpirun(5, "--lr", lr_file, "--out", out)
+    assert proc.returncode != 0
+    assert "mpiexec -n: 5 ranks for a box of 4^3 blocks" in proc.stderr and "at most 4 ranks" in proc.stderr
+    assert not out.exists() and not os.path.exists(state_path(out))
+
+
 def test_failure_on_one_rank_stops_every_rank(lr_file, tmp_path):
     """Rank 1 dies in phase 3 while rank 0 will wait for its halo after phase 3: without the
     driver's abort this plain script (no ``-m mpi4py``) would hang until the timeout."""
@@ -157,7 +214,8 @@ def test_failure_on_one_rank_stops_every_rank(lr_file, tmp_path):
                   abort_script=False)
     assert proc.returncode != 0                  # (the abort may cut the forwarded traceback short)
     assert not out.exists()
-    assert recorded_state(out).completed_phases() == [0, 1, 2]      # rank 1 recorded no phase-3 tile
+    phases = recorded_state(out).completed_phases()
+    assert phases[:2] == [0, 1] and 3 not in phases                    # rank 1 recorded no phase-3 tile
 
 
 def tile_smoother(lr, known, mask, seeds):
@@ -210,23 +268,24 @@ def test_known_context_is_never_overwritten_and_only_cores_are_kept(lr_file, tmp
     assert seen == plan.n_tiles
 
 
-def test_exchange_sends_exactly_the_planned_colours():
-    """One rank: its neighbours are itself, so after the phase-3 exchange its halos must hold the
-    wrapped box exactly where the colour is in {0, 1, 2, 3} and be untouched elsewhere."""
+def test_exchange_fills_exactly_the_planned_pieces():
+    """One rank: every piece comes from itself (its pencil spans the periodic box), so after the
+    exchanges of all phases its halo must hold the wrapped box exactly where a piece lands, in
+    the piece's colour, and be untouched elsewhere; no byte goes to another rank."""
     plan = Plan(N, TILE, CORE, 1)
-    box = lognormal(N, 3)
-    x0, x1 = plan.local_extent(0)
-    local = np.full((x1 - x0, N, N), np.nan, dtype=np.float32)
-    local[plan.halo:-plan.halo] = box
-    colours = exchange_colours(TILE, CORE)[3]
-    sent = exchange_halos(world(), plan, local, colours)
-    assert sent == plan.halo_bytes(3)[0]
-    for start in (x0, x1 - plan.halo):
-        mask = layer_mask(plan, start, colours)
-        assert mask.sum() == plan.layer_voxels(start, colours)
-        layer = local[start - x0:start - x0 + plan.halo]
-        np.testing.assert_array_equal(layer[mask], box[np.arange(start, start + plan.halo) % N][mask])
-        assert np.isnan(layer[~mask]).all()
+    box, h = lognormal(N, 3), plan.halo
+    local = np.full(plan.local_shape(0), np.nan, dtype=np.float32)
+    local[h:-h, h:-h] = box
+    expected = local.copy()
+    assert [exchange_halos(world(), plan, local, p) for p in range(PHASES)] == [0] * PHASES
+    (x0, _), (y0, _) = plan.local_extent(0)
+    select = z_selections(plan)
+    for p in plan.halo_pieces(0):
+        (dx, dy), (nx, ny), z = p.dst, p.size, select[p.colour % 2]
+        xs, ys = (np.arange(a + o, a + o + m) % N for a, o, m in ((dx, x0, nx), (dy, y0, ny)))
+        expected[dx:dx + nx, dy:dy + ny, z] = box[np.ix_(xs, ys, np.flatnonzero(z))]
+    np.testing.assert_array_equal(local, expected)
+    assert np.isnan(local).any() and not np.isnan(local[h:-h, h:-h]).any()
 
 
 def test_bad_inputs_are_input_errors_and_leave_no_output(lr_file, tmp_path):
@@ -313,16 +372,34 @@ def tiny_model(tmp_path_factory):
     return path
 
 
-def test_tiny_model_two_ranks_equal_one_rank(tiny_model, tmp_path):
-    lr = write_lr(tmp_path / "lr.h5", lognormal(16, 5), 16 * SPACING)   # 2 blocks per axis: 8 tiles
-    one, two = tmp_path / "one.h5", tmp_path / "two.h5"
-    upsample_box(tiny_model, lr, one, steps=2, seed=SEED, batch_size=4)
-    proc = mpirun(2, "--lr", lr, "--out", two, "--model", tiny_model, "--steps", 2, "--batch", 4)
+@pytest.fixture(scope="module")
+def tiny_case(tiny_model, tmp_path_factory):
+    """A 32^3 LR box (4 blocks per axis: 64 tiles) and its one-rank outpainting with the tiny model."""
+    directory = tmp_path_factory.mktemp("tiny")
+    lr = write_lr(directory / "lr.h5", lognormal(N, 5), N * SPACING)
+    upsample_box(tiny_model, lr, directory / "one.h5", steps=2, seed=SEED, batch_size=4)
+    return lr, read_sr(directory / "one.h5")
+
+
+@pytest.mark.parametrize("ranks", [2, 3, 4])
+def test_tiny_model_any_rank_count_equals_one_rank(ranks, tiny_model, tiny_case, tmp_path):
+    lr, (one, attrs) = tiny_case
+    out = tmp_path / "sr.h5"
+    proc = mpirun(ranks, "--lr", lr, "--out", out, "--model", tiny_model, "--steps", 2, "--batch", 4)
     assert proc.returncode == 0, proc.stderr
-    (a, attrs), (b, _) = read_sr(one), read_sr(two)
-    assert np.isfinite(a).all() and a.shape == (16,) * 3 and a.std() > 0
-    np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5)
+    assert np.isfinite(one).all() and one.shape == (N,) * 3 and one.std() > 0
+    np.testing.assert_allclose(read_sr(out)[0], one, rtol=1e-4, atol=1e-5)
     assert attrs["model"] == os.path.abspath(tiny_model) and attrs["sampler"] == "dpmpp-2m"
+
+
+def test_tiny_model_eight_ranks_equal_one_rank(tiny_model, tmp_path):
+    """48^3 (216 tiles, 9 units): 8 oversubscribed ranks, one of them with two units."""
+    lr = write_lr(tmp_path / "lr.h5", lognormal(BIG, 6), BIG * SPACING)
+    one, eight = tmp_path / "one.h5", tmp_path / "eight.h5"
+    upsample_box(tiny_model, lr, one, steps=1, seed=SEED, batch_size=8)
+    proc = mpirun(8, "--lr", lr, "--out", eight, "--model", tiny_model, "--steps", 1, "--batch", 8)
+    assert proc.returncode == 0, proc.stderr
+    np.testing.assert_allclose(read_sr(eight)[0], read_sr(one)[0], rtol=1e-4, atol=1e-5)
 
 
 def test_model_grid_spacing_and_tile_are_checked(tiny_model, tmp_path):
