@@ -100,7 +100,7 @@ def read_local_lr(source, plan, rank):
 
 
 def check_lr_values(comm, source, lr):
-    """InputError on every rank when any rank's slab holds NaN/Inf or values below delta = -1."""
+    """InputError on every rank when any rank's LR pencil holds NaN/Inf or values below delta = -1."""
     bad = comm.allreduce(int(np.count_nonzero(~np.isfinite(lr))))
     if bad:
         raise InputError(str(source.spec), f"contains {bad} NaN/Inf values")
