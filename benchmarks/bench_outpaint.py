@@ -11,8 +11,10 @@ and strong scaling of the MPI driver on this machine.
    Printed as a table, then with the other parts as JSON.
 3. ``scaling``: wall time of ``upsample_box`` with an untrained 'tiny' U-Net (a 32^3 box of
    tile 16, core 8: 64 tiles, at most 4 ranks) on ``--ranks`` MPI ranks (default 1 2; one
-   thread each), speed-up and parallel efficiency T1 / (R T_R). Generation time only: process
-   start and imports are excluded. Run it on an otherwise idle machine.
+   thread each), speed-up and parallel efficiency T1 / (R T_R), and each rank's seconds per
+   phase split into generation, storing and halo exchange (with the wait for neighbours).
+   Generation time only: process start and imports are excluded. Run it on an otherwise idle
+   machine.
 
 Usage: python benchmarks/bench_outpaint.py [--part reference|plan|scaling|all] [--ranks 1 2 4]
        [--json FILE]
@@ -113,38 +115,44 @@ def make_inputs(directory, n=32, tile=16, core=8):
 
 
 def worker(model, lr, out, steps, batch_size):
-    """One timed upsample_box call on every rank; rank 0 prints the slowest rank's seconds."""
+    """One timed upsample_box call on every rank; rank 0 prints the slowest rank's seconds and
+    every rank's seconds per phase (tiles, generate, store, exchange: run.run_phases)."""
     from mpi4py import MPI
 
     from outpaint.run import upsample_box
     comm = MPI.COMM_WORLD
     comm.Barrier()
-    start = time.perf_counter()
-    upsample_box(model, lr, out, steps=steps, batch_size=batch_size, force=True)
+    start, phases = time.perf_counter(), []
+    upsample_box(model, lr, out, steps=steps, batch_size=batch_size, force=True, timings=phases)
     seconds = comm.allreduce(time.perf_counter() - start, op=MPI.MAX)
+    per_rank = comm.gather(phases, root=0)
     if comm.Get_rank() == 0:
-        print(json.dumps({"seconds": seconds}))
+        print(json.dumps({"seconds": seconds, "phases_per_rank": per_rank}))
 
 
 def strong_scaling(steps=4, batch_size=8, ranks=(1, 2), repeat=3):
     """Wall time on each rank count (mpiexec, OMP_NUM_THREADS=1; best of ``repeat`` runs, as other
     work on a shared machine only ever slows a run down), speed-up and parallel efficiency
-    against the first count."""
+    against the first count, and the best run's seconds per phase and rank (where the time
+    goes: generation, storing, exchange including waiting)."""
     mpiexec = os.path.join(os.path.dirname(sys.executable), "mpiexec")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
     with tempfile.TemporaryDirectory() as tmp:
         model, lr = make_inputs(tmp)
-        times = {}
+        times, best = {}, {}
         for r in ranks:
             cmd = [mpiexec, "-n", str(r), sys.executable, __file__, "--worker", model, lr,
                    os.path.join(tmp, f"sr{r}.h5"), "--steps", str(steps), "--batch", str(batch_size)]
             runs = [subprocess.run(cmd, capture_output=True, text=True, env=env, check=True)
                     for _ in range(repeat)]
-            times[r] = min(json.loads(p.stdout.strip().splitlines()[-1])["seconds"] for p in runs)
+            reports = [json.loads(p.stdout.strip().splitlines()[-1]) for p in runs]
+            best[r] = min(reports, key=lambda report: report["seconds"])
+            times[r] = best[r]["seconds"]
     base = ranks[0]
     return {"box": 32, "tiles": 64, "steps": steps, "batch_size": batch_size, "repeat": repeat,
             "seconds": times, "speedup": {r: times[base] / times[r] for r in ranks},
             "efficiency": {r: times[base] * base / (r * times[r]) for r in ranks},
+            "phases_per_rank": {r: best[r]["phases_per_rank"] for r in ranks},
             "load_average": os.getloadavg()[0]}
 
 

@@ -13,6 +13,7 @@ an interruption, so the field is the same for any number of ranks and after ``--
 """
 import functools
 import os
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -180,9 +181,12 @@ def pending(plan, done, phase, rank):
     return blocks[plan.row_position(blocks) >= recorded]
 
 
-def run_phases(comm, plan, state, lr, generator, seed, batch_size):
+def run_phases(comm, plan, state, lr, generator, seed, batch_size, timings=None):
     """Generate every pending tile of this rank, phase by phase; exchange halos after each phase;
-    rank 0 shows a tqdm bar (phase, tiles recorded, ETA)."""
+    rank 0 shows a tqdm bar (phase, tiles recorded, ETA). ``timings``: a list to append, per
+    phase, this rank's ``{"tiles": k, "generate": s, "store": s, "exchange": s}`` [seconds]:
+    generator calls with their inputs, cores to the field and the row files, halo exchange
+    including the wait for neighbours."""
     rank = comm.Get_rank()
     origin = tuple(start for start, _ in plan.local_extent(rank))
     field = np.zeros_like(lr)
@@ -197,13 +201,22 @@ def run_phases(comm, plan, state, lr, generator, seed, batch_size):
         for phase in range(PHASES):
             bar.set_description(f"phase {phase + 1}/{PHASES}")
             todo = pending(plan, done, phase, rank)
+            spent = {"tiles": len(todo), "generate": 0.0, "store": 0.0}
             for start in range(0, len(todo), batch_size):
                 blocks = todo[start:start + batch_size]
+                t0 = time.perf_counter()
                 tiles = generate_batch(generator, plan, lr, field, origin, blocks, phase, seed)
+                t1 = time.perf_counter()
                 keep_cores(plan, state, field, origin, blocks, tiles)
+                spent["generate"] += t1 - t0
+                spent["store"] += time.perf_counter() - t1
                 recorded += len(blocks)
                 bar.update(len(blocks))
+            t0 = time.perf_counter()
             exchange_halos(comm, plan, field, phase)
+            spent["exchange"] = time.perf_counter() - t0
+            if timings is not None:
+                timings.append(spent)
             bar.n = comm.allreduce(recorded)
             bar.refresh()
 
@@ -241,7 +254,7 @@ def check_model_tile(model, tile, core):
 
 def upsample_box(model_path, lr_spec, out_path, *, tile=None, core=None, sampler="dpmpp-2m", steps=20,
                  seed=0, batch_size=8, resume=False, force=False, comm=None, generator=None,
-                 generate_options=None):
+                 generate_options=None, timings=None):
     """Outpaint the LR box ``lr_spec`` (FILE[:DATASET], default dataset ``lr``) into dataset
     ``sr`` (1, n, n, n) of ``out_path`` with the model ``model_path``; collective over ``comm``
     (default COMM_WORLD). Returns ``out_path``.
@@ -255,6 +268,7 @@ def upsample_box(model_path, lr_spec, out_path, *, tile=None, core=None, sampler
     generator: ``f(lr, known, mask, seeds) -> (B, t, t, t)`` replacing generate_tiles (then
     ``model_path`` may be None: no checks against a model; tile and core are required).
     generate_options: further keywords of generate_tiles (e.g. ``{"lr_consistency": 0.5}``); JSON values.
+    timings: a list to which this rank appends its seconds per phase (:func:`run_phases`).
     """
     comm = world() if comm is None else comm
     rank, out_path = comm.Get_rank(), os.fspath(out_path)
@@ -286,7 +300,7 @@ def upsample_box(model_path, lr_spec, out_path, *, tile=None, core=None, sampler
         state = _prepare_state(comm, out_path, plan, settings, action)
         generator = generator or default_generator(model, sampler, steps, batch_size, generate_options)
         with abort_on_error(comm):
-            run_phases(comm, plan, state, lr, generator, seed, batch_size)
+            run_phases(comm, plan, state, lr, generator, seed, batch_size, timings)
             comm.Barrier()
             if rank == 0:
                 attrs = {k: source.attrs[k] for k in ("redshift", "cosmology") if k in source.attrs}

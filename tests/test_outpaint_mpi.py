@@ -84,7 +84,8 @@ def reference(lr_file, tmp_path_factory):
     return read_sr(out)[0]
 
 
-ALL_SEEDS = {tile_seed(SEED, i) for i in range((N // CORE) ** 3)}
+N_TILES = (N // CORE) ** 3
+ALL_SEEDS = {tile_seed(SEED, i) for i in range(N_TILES)}
 
 
 def test_two_ranks_equal_one_rank_and_generate_every_tile_once(lr_file, reference, tmp_path):
@@ -99,6 +100,13 @@ def test_two_ranks_equal_one_rank_and_generate_every_tile_once(lr_file, referenc
     assert attrs["box_size"] == N and attrs["redshift"] == 0.5 and json.loads(attrs["cosmology"])["h"] == 0.6766
     assert attrs["seed"] == SEED and attrs["sampler"] and attrs["steps"] == 2 and "outpaint_job" in attrs["model"]
     assert "created_by" in attrs and not os.path.exists(state_path(out)) and not os.path.exists(lock_path(out))
+
+
+def test_timings_account_for_every_phase_and_tile(lr_file, tmp_path):
+    phases = []
+    run_in_process(lr_file, tmp_path / "sr.h5", timings=phases)
+    assert [p["tiles"] for p in phases] == [N_TILES // PHASES] * PHASES
+    assert all(p[k] >= 0 for p in phases for k in ("generate", "store", "exchange"))
 
 
 def recorded_state(out, n=N):
