@@ -187,16 +187,17 @@ def test_any_rank_count_equals_one_rank_and_generates_every_tile_once(ranks, big
 
 
 def test_kill_on_three_ranks_then_resume_on_four(big_lr, big_reference, tmp_path):
-    """Killed in phase 5 on 3 ranks (9 tiles each per phase: each dies at its 2nd batch), finished
-    on 4 ranks, which own other rows: only the unrecorded tiles are generated, once."""
+    """Killed in phase 5 on 3 ranks (x-slabs of 9 tiles per phase: each dies at its 2nd batch),
+    finished on 4 ranks, which own other rows: only the unrecorded tiles are generated, once.
+    What is recorded depends on timing: a slab receives halos only from its right neighbour (after
+    phase 3), so when the first rank dies, it has phases 0-4 and the first batch of 5, its right
+    neighbour phases 0-3 at least, the third rank anything up to that."""
     out, log1, log2 = tmp_path / "sr.h5", tmp_path / "run1", tmp_path / "run2"
     log1.mkdir(), log2.mkdir()
     crashed = mpirun(3, "--lr", big_lr, "--out", out, "--log", log1, "--crash-phase", 5, "--crash-call", 2)
     assert crashed.returncode != 0, crashed.stdout + crashed.stderr
-    state = recorded_state(out, BIG)
-    assert state.completed_phases()[:4] == [0, 1, 2, 3]
-    kept = {tile_seed(SEED, i) for i in state.completed_tiles()}
-    assert 4 * 27 <= len(kept) <= 5 * 27 + 3 * BATCH and kept <= set(logged_seeds(log1))
+    kept = {tile_seed(SEED, i) for i in recorded_state(out, BIG).completed_tiles()}
+    assert 5 * 9 + 4 * 9 <= len(kept) <= 5 * 27 + 3 * BATCH and kept <= set(logged_seeds(log1))
     resumed = mpirun(4, "--lr", big_lr, "--out", out, "--log", log2, "--resume")
     assert resumed.returncode == 0, resumed.stderr
     assert sorted(logged_seeds(log2)) == sorted(BIG_SEEDS - kept)
@@ -222,8 +223,7 @@ def test_failure_on_one_rank_stops_every_rank(lr_file, tmp_path):
                   abort_script=False)
     assert proc.returncode != 0                  # (the abort may cut the forwarded traceback short)
     assert not out.exists()
-    phases = recorded_state(out).completed_phases()
-    assert phases[:2] == [0, 1] and 3 not in phases                    # rank 1 recorded no phase-3 tile
+    assert 3 not in recorded_state(out).completed_phases()            # rank 1 recorded no phase-3 tile
 
 
 def tile_smoother(lr, known, mask, seeds):
