@@ -9,7 +9,17 @@ Accuracy: T(k) = sqrt(P_S(k) / P_ref(k)) at z = 0 for S = 10, 20, 40 steps again
 reference from the same seed (64^3 particles, 128 Mpc/h, z_init = 49), all painted with CIC
 on the 128^3 force-mesh-sized grid with the window deconvolved, k below the particle Nyquist.
 
+Force mesh (--mesh-factors): P_B(k) / P_2(k) at z = 0 for B = 1, 2, 4 from the same 2LPT
+initial conditions started at z = 49 and at z = 9 (32^3 particles, 100 Mpc/h, 20 steps), which
+shows the lattice discreteness of B = 2 (docs/simulator.md).
+
+Resolution (--hmcode, needs ``pip install camb``): P(k) at z = 0 over CAMB's HMcode-2020
+(Mead et al. 2021, arXiv:2009.01858) for the same cosmology (A_s set so that CAMB's sigma8 is
+ours, massless neutrinos), mean over seeds of 64^3 particles in 100 Mpc/h (the mass resolution
+of 128^3 in 200 Mpc/h), 20 steps, B = 2, with the ratio of our EH98 linear P(k) to CAMB's.
+
 Usage: OMP_NUM_THREADS=2 python benchmarks/bench_pm.py [--sizes 64 128] [--skip-accuracy]
+       [--mesh-factors] [--hmcode]
 """
 import argparse
 import cProfile
@@ -74,13 +84,92 @@ def accuracy_table(n=64, box_size=128.0, steps=(10, 20, 40), reference=160, seed
     return k[k < k_nyq], table
 
 
+def mesh_factor_table(n=32, box_size=100.0, steps=20, z_inits=(49.0, 9.0), seed=3):
+    """(k, {(z_init, B): P_B / P_2}) at z = 0, B = 1 and 4, k below the particle Nyquist."""
+    table, power = {}, {}
+    for z_init in z_inits:
+        for B in (1, 2, 4):
+            config = PairConfig(seed=seed, box_size=box_size, lr_particles=n, hr_particles=n,
+                                grid=2 * n, redshift=0.0, steps=steps, z_init=z_init,
+                                force_mesh_factor=B)
+            field = paint_overdensity(run_particles(config, n, PLANCK18)[0], 2 * n, box_size)
+            spectrum = stats.power_spectrum(field, box_size, mas="cic")
+            power[z_init, B] = spectrum.power
+        for B in (1, 4):
+            table[z_init, B] = power[z_init, B] / power[z_init, 2]
+    below = spectrum.k < stats.k_nyquist(n, box_size)
+    return spectrum.k[below], {key: ratio[below] for key, ratio in table.items()}
+
+
+def camb_power(cosmo, k):
+    """(HMcode-2020 non-linear, linear) P(k) [(Mpc/h)^3] at z = 0 from CAMB, sigma8 = ours."""
+    import camb
+
+    def results(A_s):
+        params = camb.CAMBparams()
+        params.set_cosmology(H0=100 * cosmo.h, ombh2=cosmo.Omega_b * cosmo.h ** 2,
+                             omch2=(cosmo.Omega_m - cosmo.Omega_b) * cosmo.h ** 2, mnu=0.0, omk=0.0,
+                             TCMB=cosmo.T_cmb)
+        params.InitPower.set_params(As=A_s, ns=cosmo.n_s)
+        params.set_matter_power(redshifts=[0.0], kmax=2 * k.max())
+        params.NonLinear = camb.model.NonLinear_both
+        params.NonLinearModel.set_params(halofit_version="mead2020")
+        return camb.get_results(params)
+
+    A_s = 2.1e-9 * (cosmo.sigma8 / results(2.1e-9).get_sigma8_0()) ** 2     # P_lin ~ A_s
+    out = results(A_s)
+    curves = [out.get_matter_power_interpolator(nonlinear=nl, hubble_units=True, k_hunit=True)
+              for nl in (True, False)]
+    return tuple(curve.P(0.0, k) for curve in curves)
+
+
+def hmcode_table(n=64, box_size=100.0, steps=20, seeds=(1, 2, 3)):
+    """(k, P_sim / P_HMcode, P_lin,EH98 / P_lin,CAMB): seed-mean P(k) at z = 0, CIC on a 2n grid
+    (window deconvolved, shot noise kept), k below the particle Nyquist."""
+    from sims.cosmology import linear_power
+
+    power = []
+    for seed in seeds:
+        config = PairConfig(seed=seed, box_size=box_size, lr_particles=n, hr_particles=n,
+                            grid=2 * n, redshift=0.0, steps=steps)
+        field = paint_overdensity(run_particles(config, n, PLANCK18)[0], 2 * n, box_size)
+        spectrum = stats.power_spectrum(field, box_size, mas="cic")
+        power.append(spectrum.power)
+    below = spectrum.k < stats.k_nyquist(n, box_size)
+    k = spectrum.k[below]
+    nonlinear, linear = camb_power(PLANCK18, k)
+    return k, np.mean(power, axis=0)[below] / nonlinear, linear_power(PLANCK18, k) / linear
+
+
+def print_rows(k, columns, every=None):
+    """Markdown rows of k and the ``columns`` (dict label: array), about 12 rows."""
+    print("| k [h/Mpc] | " + " | ".join(columns) + " |")
+    print("|---|" + "---|" * len(columns))
+    for i in range(0, len(k), every or max(len(k) // 12, 1)):
+        print(f"| {k[i]:.3f} | " + " | ".join(f"{c[i]:.4f}" for c in columns.values()) + " |")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[64, 128],
                         help="Particles per side of the speed runs.")
     parser.add_argument("--skip-accuracy", action="store_true", help="Only measure speed.")
+    parser.add_argument("--mesh-factors", action="store_true",
+                        help="Only the force-mesh table P_B / P_2.")
+    parser.add_argument("--hmcode", action="store_true",
+                        help="Only the table against CAMB's HMcode (needs camb).")
     args = parser.parse_args()
-    print(f"threads: numba {numba.get_num_threads()}, FFTW {fft.fft_threads()}, "
+    if args.mesh_factors:
+        k, table = mesh_factor_table()
+        print("P_B / P_2 at z = 0, 32^3 particles, 100 Mpc/h, 20 steps, 2LPT from z_init\n")
+        print_rows(k, {f"B = {B}, z_init = {z:g}": ratio for (z, B), ratio in table.items()})
+        return
+    if args.hmcode:
+        k, ratio, linear = hmcode_table()
+        print("P / P_HMcode at z = 0, 64^3 particles, 100 Mpc/h, 20 steps, B = 2, 3 seeds\n")
+        print_rows(k, {"P_sim / P_HMcode": ratio, "P_lin EH98 / P_lin CAMB": linear})
+        return
+    print(f"threads: numba {numba.get_num_threads()}, FFTW {fft.fft_threads(fft.SMALL_GRID)}, "
           f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}")
     print("\n| particles | force mesh | s / step |\n|---|---|---|")
     for n in args.sizes:
@@ -93,10 +182,7 @@ def main():
     k, table = accuracy_table()
     steps = list(table)
     print("\nT(k) = sqrt(P_S / P_160), 64^3 particles, 128 Mpc/h, z = 0\n")
-    print("| k [h/Mpc] | " + " | ".join(f"S = {s}" for s in steps) + " |")
-    print("|---|" + "---|" * len(steps))
-    for i in range(0, len(k), max(len(k) // 12, 1)):
-        print(f"| {k[i]:.3f} | " + " | ".join(f"{table[s][i]:.4f}" for s in steps) + " |")
+    print_rows(k, {f"S = {s}": table[s] for s in steps})
 
 
 if __name__ == "__main__":

@@ -32,7 +32,12 @@ Linear growth on the lattice is then exact up to the discreteness corrections of
 (k / k_Nyq,particles)^2, largest for modes along the axes (Joyce & Marcos 2007,
 arXiv:0704.3697): measured from z = 49 to 0 in a 4 Gpc/h box (tests/test_pm.py), the power of
 the modes with k <= 2 k_F is +0.5 % too high with 64^3 particles (+2 % for the three modes
-k = 2 k_F along the axes) and +3 % with 32^3.
+k = 2 k_F along the axes) and +3 % with 32^3. The excess grows with k: a B = 2 mesh holds the
+first images of the lattice's density (k minus twice the particle Nyquist), whose force adds to
+the mode's, so lattice modes outgrow linear theory (+6 % in power below k_Nyq / 4, +34 % from
+k_Nyq / 4 to k_Nyq / 2, from z = 49), while B = 4 follows it to 1 % below k_Nyq / 4. Hence B = 4
+ends with 1-2 % less power than B = 2 at k = 0.2-0.6 k_Nyq when started at z = 49, and as much
+or more when started at z = 9 (docs/simulator.md; tests/test_pm.py).
 FFTs through :mod:`sims.fft` (threaded pyfftw, plans reused).
 """
 import functools
