@@ -38,7 +38,8 @@ class TrainConfig:
     ema: EMA decay of the inference weights (warmed up as min(ema, (1 + n) / (10 + n))).
     p_mask: probability that an example carries an outpainting known-halo mask (phases 1..7).
     schedule: training noise schedule as ``emulator.schedule`` ``to_dict()`` output.
-    prediction: network target, "eps" (reference) or "v".
+    prediction: network target, "v" or "eps" (the reference; at large sigma it amplifies the
+        network's error by sigma, which a briefly trained residual model does not survive).
     formulation: what is generated (emulator.formulation): "palette" (the normalised HR, the
         reference) or "residual" (the HR's residual from the LR).
     lr_band: fraction of the LR Nyquist below which every x0 estimate takes the LR's modes, in
@@ -65,7 +66,7 @@ class TrainConfig:
     ema: float = 0.9999
     p_mask: float = 0.8
     schedule: dict = field(default_factory=lambda: LinearSchedule().to_dict())
-    prediction: str = "eps"
+    prediction: str = "v"
     formulation: str = "residual"
     lr_band: float = 0.5
     norm_eps: float = DEFAULT_EPS

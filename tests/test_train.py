@@ -47,7 +47,8 @@ def data_dir(tmp_path_factory):
 
 
 def test_loss_decreases_on_tiny_dataset(data_dir, tmp_path):
-    train(tiny_config(data_dir, steps=40, batch=4, lr=3e-3, formulation="palette", lr_band=0.0),
+    train(tiny_config(data_dir, steps=40, batch=4, lr=3e-3, formulation="palette", lr_band=0.0,
+                      prediction="eps"),
           str(tmp_path), progress=False)
     losses = np.array([r["loss"] for r in read_metrics(tmp_path)])
     assert len(losses) == 40 and np.isfinite(losses).all()
