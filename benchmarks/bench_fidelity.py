@@ -72,7 +72,7 @@ def figures(report, k_lr_half, part=None):
 def lr_transfer(model, train_pairs):
     """T(k) of the linear emulator: the checkpoint's, else fitted on ``train_pairs``; None (and a
     line saying why) when neither is available."""
-    stored = getattr(model, "lr_transfer", None)
+    stored = model.lr_transfer
     if stored is not None:
         return stored
     if os.path.isdir(train_pairs):

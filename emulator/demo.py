@@ -87,7 +87,7 @@ def run_demo(config):
     _timed(f"upsample ({config.ranks} MPI ranks)", timings, _upsample, config, f"{pair}:lr", sr)
     report = _timed("validate", timings, validate_files, f"{pair}:hr", [f"{sr}:sr"], str(out),
                     lr_spec=f"{pair}:lr", mas="cic", core=model.core,
-                    lr_transfer=getattr(model, "lr_transfer", None))
+                    lr_transfer=model.lr_transfer)
     (out / "timings.json").write_text(json.dumps(timings, indent=1))
     print(f"\nbox {box_size:g} Mpc/h on {grid}^3, seed {config.seed}, {config.sampler} "
           f"{config.steps} steps, tile {model.tile} core {model.core}")

@@ -9,7 +9,9 @@ progress after every batch (outpaint.writer). Rank 0 writes the output once ever
 
 Determinism: a tile's inputs are its LR crop, the known voxels of earlier phases (zero elsewhere),
 the phase's mask and ``tile_seed(seed, tile index)``; none depends on the rank count, the batch or
-an interruption, so the field is the same for any number of ranks and after ``--resume``.
+an interruption, so the field is the same for any number of ranks and after ``--resume`` (bit
+for bit with the same threads per rank and device; other thread counts change the network's
+float32 summation order, hence round-off).
 """
 import functools
 import os

@@ -55,7 +55,7 @@ def transfer_from_model(path):
     from emulator.cli.upsample import model_path
 
     path = model_path(path)
-    transfer = getattr(load_model(path), "lr_transfer", None)
+    transfer = load_model(path).lr_transfer
     if transfer is None:
         raise InputError(path, "checkpoint stores no lr_transfer T(k) (it predates them); fit one "
                                "on its training pairs with --transfer-from DIR")
