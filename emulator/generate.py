@@ -54,6 +54,15 @@ def conserve_mass(delta, lr, mask):
     return np.where(free, (1.0 + delta) * scale - 1.0, delta).astype(np.float32)
 
 
+def sampling_plan(model, sampler="dpmpp-2m", steps=20, spacing=None, lr_consistency=None, tile=None):
+    """(sampler function, sigmas, band cut in modes of a ``tile``-voxel cube (default the model's)
+    or None) of these settings; InputError naming the flag of a bad one. Callers check settings
+    with it before they touch any output."""
+    sample = _sampler(sampler)
+    sigmas = _spacing(spacing or DEFAULT_SPACING.get(sampler, "karras"))(model.schedule, steps)
+    return sample, sigmas, lr_band(model, lr_consistency, tile or model.tile)
+
+
 def generate_tiles(model, lr, known, mask, seeds, sampler="dpmpp-2m", steps=20, batch_size=None, *,
                    spacing=None, options=None, lr_consistency=None,
                    mass_conservation=True, bf16=False, progress=False):
@@ -75,10 +84,8 @@ def generate_tiles(model, lr, known, mask, seeds, sampler="dpmpp-2m", steps=20, 
     known voxels equal ``known`` exactly.
     """
     lr, known, mask = _checked_tiles(lr, known, mask, seeds)
-    sample = _sampler(sampler)
-    sigmas = _spacing(spacing or DEFAULT_SPACING.get(sampler, "karras"))(model.schedule, steps)
+    sample, sigmas, k_cut = sampling_plan(model, sampler, steps, spacing, lr_consistency, lr.shape[-1])
     denoiser = model.denoiser(autocast=torch.bfloat16 if bf16 and model.device.type == "cuda" else None)
-    k_cut = lr_band(model, lr_consistency, lr.shape[-1])
     batch_size = batch_size or len(lr)
     out = np.empty_like(lr)
     bar = tqdm(total=len(lr) * (len(sigmas) - 1), unit="step", disable=not progress)

@@ -232,13 +232,11 @@ def default_generator(model, sampler, steps, batch_size, options=None):
 
 
 def check_generate_options(model, sampler, steps, options=None):
-    """InputError now, before any output is touched, for what generate_tiles would refuse at its
-    first batch (sampler, --spacing, --steps, --lr-consistency): it is run on zero tiles, so the
-    checks are generate_tiles' own."""
-    from emulator.generate import generate_tiles
-    empty = np.zeros((0,) + (model.tile,) * 3, dtype=np.float32)
-    generate_tiles(model, empty, empty, empty.astype(bool), [], sampler=sampler, steps=steps,
-                   batch_size=1, **(options or {}))
+    """InputError now, before any output is touched, for what generate_tiles would refuse
+    (sampler, --spacing, --steps, --lr-consistency): emulator.generate.sampling_plan's checks."""
+    from emulator.generate import sampling_plan
+    options = options or {}
+    sampling_plan(model, sampler, steps, options.get("spacing"), options.get("lr_consistency"))
 
 
 def check_model_tile(model, tile, core):
