@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test demo bench bench-model default-model clean
+.PHONY: setup test demo bench bench-model bench-formulations model-data default-model clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,17 +25,25 @@ demo: $(STAMP)
 	$(BIN)/emulator demo --out demo_out
 
 # The recipe of the packaged default model (emulator/default_model/MODEL_CARD.md): 4 training
-# pairs (seeds 100-103), the small U-Net on 32^3 crops, EMA weights exported to model.pt.
+# pairs (seeds 100-103), the small U-Net on 32^3 crops generating the HR's residual from the LR
+# with the band projection (v prediction), EMA weights exported to model.pt.
 # Resumable: rerunning continues the run in $(MODEL_RUN).
 MODEL_RUN ?= default_model_run
-MODEL_STEPS ?= 1500
-default-model: $(STAMP)
+MODEL_STEPS ?= 500
+model-data: $(STAMP)
 	$(BIN)/emulator simulate --out $(MODEL_RUN)/train --boxes 4 --box-size 100 --lr-particles 64 \
 		--hr-particles 128 --grid 128 --redshift 0 --steps 10 --seed 100
+
+default-model: model-data
 	$(BIN)/emulator train --data $(MODEL_RUN)/train --out $(MODEL_RUN)/run --resume --preset small \
-		--tile 32 --core 16 --batch 4 --steps $(MODEL_STEPS) --lr 2e-4 --ema 0.999 --val-every 250 \
-		--val-samples 2 --save-every 50 --log-every 10 --seed 0
+		--tile 32 --core 16 --batch 4 --steps $(MODEL_STEPS) --lr 2e-4 --ema 0.999 --val-every 100 \
+		--val-samples 2 --save-every 50 --log-every 10 --seed 0 --formulation residual --lr-band 0.5 \
+		--prediction v
 	cp $(MODEL_RUN)/run/model.pt emulator/default_model/model.pt
+
+# The formulations at one fixed budget on the default model's data (hours on 2 CPU cores).
+bench-formulations: model-data
+	$(BIN)/python benchmarks/bench_formulations.py --data $(MODEL_RUN)/train --runs formulation_runs
 
 # Code benchmarks (minutes on a laptop), then a smoke run of the sampler table.
 bench: $(STAMP)
@@ -49,4 +57,4 @@ bench-model: $(STAMP)
 	$(BIN)/python benchmarks/bench_fidelity.py --json bench_fidelity.json
 
 clean:
-	rm -rf $(VENV) demo_out .pytest_cache bench_samplers.json bench_fidelity.json
+	rm -rf $(VENV) demo_out .pytest_cache bench_samplers.json bench_fidelity.json formulation_runs
