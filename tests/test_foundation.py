@@ -70,5 +70,6 @@ def test_cli_records_its_command_line_as_provenance(tmp_path):
     from emulator.cli import main
 
     out = tmp_path / "job.sbatch"
-    assert main(["jobs", "render", "validate", "--out", str(out)]) == 0
+    job = ["--truth", "pair.h5:hr", "--pred", "sr.h5", "--out", "report"]
+    assert main(["jobs", "render", "validate", "--out", str(out), "--", *job]) == 0
     assert "emulator jobs render validate" in h5io.provenance()
