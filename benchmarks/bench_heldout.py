@@ -143,7 +143,7 @@ def main(argv=None):
     p.add_argument("--json", default=None, help="Write every figure to this JSON file.")
     args = p.parse_args(argv)
     models = [m.split("=", 1) if "=" in m else (os.path.basename(os.path.normpath(m)), m)
-              for m in (args.model or [DEFAULT_MODEL])]
+              for m in map(str, args.model or [DEFAULT_MODEL])]
     models = [(label, model_path(path)) for label, path in models]
 
     first = load_model(models[0][1])
