@@ -55,6 +55,10 @@ bench: $(STAMP)
 bench-model: $(STAMP)
 	$(BIN)/python benchmarks/bench_samplers.py --json bench_samplers.json
 	$(BIN)/python benchmarks/bench_fidelity.py --json bench_fidelity.json
+	$(BIN)/emulator simulate --out heldout --boxes 4 --box-size 50 --lr-particles 32 --hr-particles 64 \
+		--grid 64 --redshift 0 --steps 10 --seed 90210
+	$(BIN)/python benchmarks/bench_heldout.py --pairs heldout/box_000*.h5 --samples 2 --steps 5 \
+		--json bench_heldout.json
 
 clean:
-	rm -rf $(VENV) demo_out .pytest_cache bench_samplers.json bench_fidelity.json formulation_runs
+	rm -rf $(VENV) demo_out .pytest_cache bench_samplers.json bench_fidelity.json bench_heldout.json heldout formulation_runs
