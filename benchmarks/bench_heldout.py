@@ -65,15 +65,14 @@ def transfer_of(model, train_pairs):
 
 
 def box_statistics(hr, samples, lr, box_size, core):
-    """The validation report of ``samples`` and the one of their mean (for r of the mean)."""
+    """The validation report of ``samples`` and r(k) of their mean with ``hr``."""
     report = validate_fields(hr, samples, box_size, lr=lr, mas="cic", core=core)
-    mean = validate_fields(hr, [np.mean(samples, axis=0)], box_size, mas="cic")
-    return report, mean
+    return report, stats.correlation(np.mean(samples, axis=0), hr, box_size, mas="cic")[1]
 
 
 def combine(per_box):
-    """Figures of one predictor from its per-box (report, mean report) pairs: spectra summed over
-    boxes, PDFs and Q averaged, r averaged with the boxes' mode counts."""
+    """Figures of one predictor from its per-box (report, r of the mean) pairs: spectra summed over
+    boxes, PDFs, Q and r averaged over boxes."""
     reports = [r for r, _ in per_box]
     first = reports[0]
     p_pred = np.sum([r["pk_pred"] for r in reports], axis=0)
@@ -81,7 +80,7 @@ def combine(per_box):
     out = {"k": np.asarray(first["k"]), "k_nyquist": first["k_nyquist"], "pk_ratio": p_pred / p_truth,
            "r": np.mean([r["r"] for r in reports], axis=0),
            "r_lr": np.mean([np.asarray(r["r_lr"], dtype=float) for r in reports], axis=0),
-           "r_mean": np.mean([m["r"] for _, m in per_box], axis=0)}
+           "r_mean": np.mean([r_mean for _, r_mean in per_box], axis=0)}
     out["pdf_l1"] = float(np.mean([np.sum(np.abs(np.asarray(r["pdf_pred"]) - r["pdf_truth"])
                                           * np.diff(r["pdf_bins"])) for r in reports]))
     q_pred = np.mean([r["bispectrum"]["Q_pred"] for r in reports], axis=0)
