@@ -81,8 +81,13 @@ class ModelMeta:
 
 
 def build_net(config):
-    """The U-Net of a TrainConfig (``unet3d.build(preset, **model_overrides)``)."""
-    return unet3d.build(config.preset, **config.model_overrides)
+    """The U-Net of a TrainConfig (``unet3d.build(preset, **model_overrides)``); a bad setting is
+    an InputError naming ``--preset`` or the ``model_overrides`` entry."""
+    try:
+        return unet3d.build(config.preset, **config.model_overrides)
+    except unet3d.ConfigError as err:
+        source = "--preset" if err.setting == "preset" else f"model_overrides ({err.setting})"
+        raise InputError(source, err.problem) from err
 
 
 def stored_net(state, path):
@@ -90,7 +95,7 @@ def stored_net(state, path):
     changes of the presets), with no weights loaded."""
     try:
         return unet3d.UNet3D(unet3d.UNetConfig.from_dict(state["unet"]))
-    except (InputError, TypeError) as err:
+    except (unet3d.ConfigError, TypeError) as err:
         raise InputError(path, f"stored U-Net configuration is invalid ({err})") from err
 
 

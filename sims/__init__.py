@@ -1,4 +1,2 @@
 """Physics and fields: cosmology, initial conditions, particle-mesh N-body, painting,
 snapshots and field statistics. Knows nothing about neural networks."""
-
-__version__ = "0.1.0"

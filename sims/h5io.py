@@ -5,6 +5,7 @@ Files carry their metadata as attributes (DESIGN.md): ``box_size`` [Mpc/h], ``re
 """
 import contextlib
 import contextvars
+import importlib.metadata
 import json
 import os
 import sys
@@ -13,19 +14,28 @@ from dataclasses import dataclass
 import h5py
 import numpy as np
 
-from sims import __version__
 from sims.outputs import atomic_path
 from sims.errors import InputError
 
 
 COMMAND_LINE = contextvars.ContextVar("command_line", default=None)
+DISTRIBUTION = "cosmo-sr-emulator"
+
+
+def package_version():
+    """The installed distribution's version, read from its metadata: pyproject.toml is the one
+    place it is written. "unknown" for a source tree that was never installed."""
+    try:
+        return importlib.metadata.version(DISTRIBUTION)
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
 
 
 def provenance():
     """The ``created_by`` attribute: package version and the command that ran (the ``emulator``
     arguments set by the CLI in :data:`COMMAND_LINE`, else the interpreter's ``sys.argv``)."""
     command = COMMAND_LINE.get() or " ".join(sys.argv)
-    return f"cosmo-sr-emulator {__version__}: {command}"
+    return f"{DISTRIBUTION} {package_version()}: {command}"
 
 
 @contextlib.contextmanager

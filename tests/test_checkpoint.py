@@ -170,3 +170,11 @@ def test_a_checkpoint_missing_its_metadata_is_one_input_error(tmp_path, key):
     torch.save(state, tmp_path / "cut.pt")
     with pytest.raises(InputError, match=f"cut.pt.*lacks '{key}'"):
         load_model(tmp_path / "cut.pt")
+
+
+@pytest.mark.parametrize("changes,source", [({"preset": "huge"}, "--preset"),
+                                            ({"model_overrides": {"norm_groups": 5}}, "norm_groups")])
+def test_a_bad_network_setting_is_an_input_error_naming_it(changes, source):
+    """unet3d raises its own ConfigError; the checkpoint module maps it to the user's setting."""
+    with pytest.raises(InputError, match=source):
+        build_net(make_meta().config.replace(**changes))

@@ -8,7 +8,6 @@ import pytest
 import torch
 
 import unet3d
-from sims.errors import InputError
 from unet3d.embedding import sinusoidal_embedding
 
 PAPER_PARAMETERS = 31_511_425  # Rouhiainen et al. 2023 (arXiv:2311.05217), their 3D Palette U-Net
@@ -167,15 +166,15 @@ def test_tiny_overfits_one_pair():
 
 def test_bad_inputs_give_clear_errors():
     model = unet3d.build("tiny")
-    with pytest.raises(InputError, match="divisible"):
+    with pytest.raises(ValueError, match="divisible"):
         model(torch.zeros(1, 4, 16, 15, 16), torch.zeros(1))
-    with pytest.raises(InputError, match=r"\(batch, 4, D, H, W\)"):
+    with pytest.raises(ValueError, match=r"\(batch, 4, D, H, W\)"):
         model(torch.zeros(1, 3, 16, 16, 16), torch.zeros(1))
-    with pytest.raises(InputError, match="one value per sample"):
+    with pytest.raises(ValueError, match="one value per sample"):
         model(torch.zeros(2, 4, 16, 16, 16), torch.zeros(1))
 
 
-@pytest.mark.parametrize("overrides,source", [
+@pytest.mark.parametrize("overrides,setting", [
     ({"norm_groups": 5}, "norm_groups"),
     ({"padding_mode": "reflect"}, "padding_mode"),
     ({"attention_levels": (2,)}, "attention_levels"),
@@ -183,17 +182,18 @@ def test_bad_inputs_give_clear_errors():
     ({"channel_mults": ()}, "channel_mults"),
     ({"dropout": 1.0}, "dropout"),
     ({"channels": 0}, "channels"),
-    ({"colour": "red"}, "unet3d"),
+    ({"colour": "red"}, "colour"),
 ])
-def test_invalid_configuration_names_the_option(overrides, source):
-    with pytest.raises(InputError) as err:
+def test_invalid_configuration_names_the_setting(overrides, setting):
+    with pytest.raises(unet3d.ConfigError) as err:
         unet3d.build("tiny", **overrides)
-    assert err.value.source == source
+    assert err.value.setting == setting
 
 
 def test_unknown_preset_is_an_error():
-    with pytest.raises(InputError, match="tiny"):
+    with pytest.raises(unet3d.ConfigError, match="tiny") as err:
         unet3d.build("huge")
+    assert err.value.setting == "preset"
 
 
 def test_config_round_trips_through_json():

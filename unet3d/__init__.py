@@ -2,16 +2,15 @@
 
 ``unet3d.build(preset, **overrides)`` returns a ``UNet3D``; call it as ``model(x, noise_level)``.
 """
-from sims.errors import InputError
-from unet3d.config import PRESETS, UNetConfig
+from unet3d.config import PRESETS, ConfigError, UNetConfig
 from unet3d.unet import UNet3D
 
-__all__ = ["build", "PRESETS", "UNetConfig", "UNet3D"]
+__all__ = ["build", "ConfigError", "PRESETS", "UNetConfig", "UNet3D"]
 
 
 def build(preset="small", **overrides):
     """The U-Net of a named preset ('paper', 'small', 'tiny'; see config.PRESETS), with any
     UNetConfig field overridden, e.g. ``build("paper", in_channels=4, padding_mode="zeros")``."""
     if preset not in PRESETS:
-        raise InputError("preset", f"unknown U-Net preset {preset!r}; choose one of {sorted(PRESETS)}")
+        raise ConfigError("preset", f"unknown U-Net preset {preset!r}; choose one of {sorted(PRESETS)}")
     return UNet3D(PRESETS[preset].replace(**overrides))

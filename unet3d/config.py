@@ -7,9 +7,17 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
-from sims.errors import InputError
-
 PADDING_MODES = ("circular", "zeros")
+
+
+class ConfigError(ValueError):
+    """An invalid U-Net setting: ``setting`` names the field (or ``preset``), ``problem`` says
+    what is wrong. The package that turned user input into the setting maps it to its flag."""
+
+    def __init__(self, setting, problem):
+        self.setting = str(setting)
+        self.problem = str(problem)
+        super().__init__(f"{self.setting}: {self.problem}")
 
 
 @dataclass(frozen=True)
@@ -56,7 +64,7 @@ class UNetConfig:
         for name in ("in_channels", "out_channels", "channels", "num_res_blocks", "num_heads", "norm_groups"):
             _check_positive_int(name, getattr(self, name))
         if not self.channel_mults:
-            raise InputError("channel_mults", "needs at least one level")
+            raise ConfigError("channel_mults", "needs at least one level")
         for mult in self.channel_mults:
             _check_positive_int("channel_mults", mult)
         if self.head_channels is not None:
@@ -64,25 +72,25 @@ class UNetConfig:
         self._check_widths()
         self._check_attention()
         if not 0.0 <= self.dropout < 1.0:
-            raise InputError("dropout", f"must be in [0, 1), got {self.dropout}")
+            raise ConfigError("dropout", f"must be in [0, 1), got {self.dropout}")
         if self.padding_mode not in PADDING_MODES:
-            raise InputError("padding_mode", f"must be one of {PADDING_MODES}, got {self.padding_mode!r}")
+            raise ConfigError("padding_mode", f"must be one of {PADDING_MODES}, got {self.padding_mode!r}")
         if not 0.0 < self.embed_min_period < self.embed_max_period < math.inf:
-            raise InputError("embed_min_period", "need 0 < embed_min_period < embed_max_period < inf, got "
+            raise ConfigError("embed_min_period", "need 0 < embed_min_period < embed_max_period < inf, got "
                              f"{self.embed_min_period} and {self.embed_max_period}")
         if self.channels % 2:
-            raise InputError("channels", f"must be even (sine and cosine embedding halves), got {self.channels}")
+            raise ConfigError("channels", f"must be even (sine and cosine embedding halves), got {self.channels}")
 
     def _check_widths(self):
         for width in self.widths:
             if width % self.norm_groups:
-                raise InputError("norm_groups", f"{self.norm_groups} groups do not divide the level width {width} "
+                raise ConfigError("norm_groups", f"{self.norm_groups} groups do not divide the level width {width} "
                                  f"(channels {self.channels} x mults {self.channel_mults})")
 
     def _check_attention(self):
         for level in self.attention_levels:
             if level not in range(len(self.channel_mults)):
-                raise InputError("attention_levels", f"level {level} does not exist; levels are "
+                raise ConfigError("attention_levels", f"level {level} does not exist; levels are "
                                  f"0..{len(self.channel_mults) - 1}")
         for width in {self.widths[level] for level in self.attention_levels} | {self.widths[-1]}:
             self.heads(width)
@@ -106,10 +114,10 @@ class UNetConfig:
         """Number of attention heads for a block of ``width`` channels (raises if it does not divide)."""
         if self.head_channels is None:
             if width % self.num_heads:
-                raise InputError("num_heads", f"{self.num_heads} heads do not divide the attention width {width}")
+                raise ConfigError("num_heads", f"{self.num_heads} heads do not divide the attention width {width}")
             return self.num_heads
         if width % self.head_channels:
-            raise InputError("head_channels", f"{self.head_channels} does not divide the attention width {width}")
+            raise ConfigError("head_channels", f"{self.head_channels} does not divide the attention width {width}")
         return width // self.head_channels
 
     def to_dict(self):
@@ -130,13 +138,13 @@ def _checked_fields(cls, d):
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(d) - names)
     if unknown:
-        raise InputError("unet3d", f"unknown option(s) {unknown}; valid options: {sorted(names)}")
+        raise ConfigError(", ".join(unknown), f"unknown option(s) {unknown}; valid options: {sorted(names)}")
     return dict(d)
 
 
 def _check_positive_int(name, value):
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InputError(name, f"must be a positive integer, got {value!r}")
+        raise ConfigError(name, f"must be a positive integer, got {value!r}")
 
 
 PRESETS = {

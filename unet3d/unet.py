@@ -17,7 +17,6 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from sims.errors import InputError
 from unet3d.attention import AttentionBlock
 from unet3d.blocks import Conv3d, EmbedSequential, GroupNorm32, ResBlock, zero_init
 from unet3d.embedding import NoiseEmbedding
@@ -68,12 +67,12 @@ class UNet3D(nn.Module):
     def _check_input(self, x, noise_level):
         cfg = self.config
         if x.ndim != 5 or x.shape[1] != cfg.in_channels:
-            raise InputError("x", f"expected shape (batch, {cfg.in_channels}, D, H, W), got {tuple(x.shape)}")
+            raise ValueError(f"x: expected shape (batch, {cfg.in_channels}, D, H, W), got {tuple(x.shape)}")
         if any(n % self.downsample_factor for n in x.shape[2:]):
-            raise InputError("x", f"spatial shape {tuple(x.shape[2:])} is not divisible by the U-Net's "
+            raise ValueError(f"x: spatial shape {tuple(x.shape[2:])} is not divisible by the U-Net's "
                              f"down-sampling factor {self.downsample_factor} (2^(levels-1))")
         if noise_level.shape != (x.shape[0],):
-            raise InputError("noise_level", f"expected shape ({x.shape[0]},), one value per sample, "
+            raise ValueError(f"noise_level: expected shape ({x.shape[0]},), one value per sample, "
                              f"got {tuple(noise_level.shape)}")
 
 
