@@ -55,15 +55,12 @@ def upsample(model_dir, lr_spec, out, args, seed, options):
 def figures(report, k_lr_half, part=None):
     """A row: P ratio deviations, mean P ratio and least r - r_LR where the LR resolves, of the
     run's prediction (``part`` None: also its seam ratio) or of ``report["baselines"][part]``."""
-    k = np.asarray(report["k"])
-    resolved = k < k_lr_half
     pred = report if part is None else report["baselines"][part]
-    r_gap = np.asarray(pred["r"])[resolved] - np.asarray(report["r_lr"], dtype=float)[resolved]
+    resolved = stats.band_figures(report["k"], k_lr_half, pred["pk_ratio"], pred["r"], report["r_lr"])
     summary = pred["summary"]
     row = {"max_dev_half_nyq": summary["max_abs_pk_ratio_dev_half_nyq"],
            "max_dev_nyq": summary["max_abs_pk_ratio_dev_nyq"],
-           "min_r_minus_r_lr": float(r_gap.min()),
-           "pk_ratio_low_k": float(np.asarray(pred["pk_ratio"])[resolved].mean())}
+           "min_r_minus_r_lr": resolved["r_gap_min"], "pk_ratio_low_k": resolved["pk_ratio_mean"]}
     if part is None:
         row.update(seam_ratio=report["seam"]["ratio"], seam_ratio_truth=report["seam"]["ratio_truth"])
     return row
@@ -85,8 +82,8 @@ def lr_transfer(model, train_pairs):
 def max_ratio_dev(a, b, box_size):
     """max |P_a / P_b - 1| over k < k_Nyq."""
     pa, pb = stats.power_spectrum(a, box_size), stats.power_spectrum(b, box_size)
-    below = pa.k < stats.k_nyquist(a.shape[0], box_size)
-    return float(np.abs(pa.power[below] / pb.power[below] - 1).max())
+    ratio = stats.power_ratio(pa.power, pb.power)
+    return stats.band_figures(pa.k, stats.k_nyquist(a.shape[0], box_size), ratio)["pk_ratio_maxdev"]
 
 
 def main(argv=None):

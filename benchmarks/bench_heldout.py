@@ -98,12 +98,14 @@ def combine(per_box):
 def figures(c, k_lr):
     """The goal's scalar figures of combined statistics ``c``; k_lr: the LR particle Nyquist."""
     k, kn, ratio = c["k"], c["k_nyquist"], c["pk_ratio"]
-    low, half, full, beyond = k < k_lr / 2, k < kn / 2, k < kn, k >= kn
-    row = {"dP lr/2": np.abs(ratio[low] - 1).max(), "r-rLR": (c["r"] - c["r_lr"])[low].min(),
-           "dP kN/2": np.abs(ratio[half] - 1).max(), "dP kN": np.abs(ratio[full] - 1).max(),
+    low = stats.band_figures(k, k_lr / 2, ratio, c["r"], c["r_lr"])
+    half = stats.band_figures(k, kn / 2, ratio)
+    full = stats.band_figures(k, kn, ratio, c["r_mean"], c["r_lr"])      # r of the samples' mean
+    beyond = k >= kn
+    row = {"dP lr/2": low["pk_ratio_maxdev"], "r-rLR": low["r_gap_min"],
+           "dP kN/2": half["pk_ratio_maxdev"], "dP kN": full["pk_ratio_maxdev"],
            "P>kN": ratio[beyond].max() if beyond.any() else np.nan,
-           "rmean-rLR": np.nanmin((c["r_mean"] - c["r_lr"])[full]), "PDF L1": c["pdf_l1"], "dQ": c["dq"],
-           "seam": c["seam"]}
+           "rmean-rLR": full["r_gap_min"], "PDF L1": c["pdf_l1"], "dQ": c["dq"], "seam": c["seam"]}
     if "coverage" in c:
         cov, nominal, k_cal = c["coverage"]
         band = (k_cal >= k_lr) & (k_cal < kn)

@@ -77,11 +77,10 @@ def accuracy_table(n=64, box_size=128.0, steps=(10, 20, 40), reference=160, seed
                             grid=2 * n, redshift=0.0, steps=s, z_init=49.0)
         fields[s] = paint_overdensity(run_particles(config, n, PLANCK18)[0], 2 * n, box_size)
     k_nyq = np.pi * n / box_size
-    table = {}
-    for s in steps:
-        k, t = stats.transfer_function(fields[s], fields[reference], box_size, mas="cic")
-        table[s] = t[k < k_nyq]
-    return k[k < k_nyq], table
+    power = {s: stats.power_spectrum(field, box_size, mas="cic") for s, field in fields.items()}
+    below = power[reference].k < k_nyq
+    table = {s: stats.transfer_function(power[s].power, power[reference].power)[below] for s in steps}
+    return power[reference].k[below], table
 
 
 def mesh_factor_table(n=32, box_size=100.0, steps=20, z_inits=(49.0, 9.0), seed=3):

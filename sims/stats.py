@@ -179,16 +179,39 @@ def ratio_r(pab, paa, pbb):
     return np.divide(pab, denom, out=np.zeros_like(pab), where=denom > 0)
 
 
-def transfer_function(pred, truth, box_size, mas=None):
-    """Transfer function T(k) = sqrt(P_pred / P_truth) on the shells of :func:`power_spectrum`.
+def power_ratio(power, power_truth, fill=np.nan):
+    """P / P_truth per shell of two spectra on the same shells; ``fill`` where P_truth vanishes."""
+    power, power_truth = np.asarray(power, dtype=float), np.asarray(power_truth, dtype=float)
+    return np.divide(power, power_truth, out=np.full_like(power_truth, fill), where=power_truth > 0)
 
-    Returns ``(k, T)``; shells where P_truth vanishes give T = 0.
+
+def transfer_function(power, power_truth, fill=np.nan):
+    """Transfer function T(k) = sqrt(P / P_truth) of two spectra on the same shells (e.g. the
+    ``power`` of two :func:`power_spectrum` results); ``fill`` where P_truth vanishes."""
+    return np.sqrt(power_ratio(power, power_truth, fill))
+
+
+def band_figures(k, k_max, pk_ratio, r=None, r_reference=None):
+    """Summary of a prediction against the truth over the shells with k < ``k_max`` [h/Mpc].
+
+    ``pk_ratio``: P / P_truth per shell; ``r``: optionally the prediction's r(k) with the truth;
+    ``r_reference``: with ``r``, optionally another predictor's r(k) (e.g. the LR's). NaN (or
+    None) entries are ignored. Returns None when no shell lies below ``k_max``, else a dict:
+    ``pk_ratio_mean``, ``pk_ratio_maxdev`` = max |P / P_truth - 1|; with ``r``, ``r_mean`` and
+    ``r_min``; with ``r_reference``, ``r_reference_mean`` and ``r_gap_min`` = min (r - r_reference).
     """
-    pred, truth = check_pair(pred, truth, ("pred", "truth"))
-    p_pred = power_spectrum(pred, box_size, mas)
-    p_truth = power_spectrum(truth, box_size, mas).power
-    ratio = np.divide(p_pred.power, p_truth, out=np.zeros_like(p_truth), where=p_truth > 0)
-    return p_pred.k, np.sqrt(ratio)
+    band = np.asarray(k, dtype=float) < k_max
+    if not band.any():
+        return None
+    ratio = np.asarray(pk_ratio, dtype=float)[band]
+    figures = {"pk_ratio_mean": float(np.nanmean(ratio)), "pk_ratio_maxdev": float(np.nanmax(np.abs(ratio - 1)))}
+    if r is not None:
+        r = np.asarray(r, dtype=float)[band]
+        figures.update(r_mean=float(np.nanmean(r)), r_min=float(np.nanmin(r)))
+    if r_reference is not None:
+        reference = np.asarray(r_reference, dtype=float)[band]
+        figures.update(r_reference_mean=float(np.nanmean(reference)), r_gap_min=float(np.nanmin(r - reference)))
+    return figures
 
 
 def fit_lr_transfer(pairs, box_size, mas=None):
@@ -213,9 +236,7 @@ def fit_lr_transfer(pairs, box_size, mas=None):
         p_hr = p_hr + power_spectrum(hr, box_size, mas).power
     if shape is None:
         raise InputError("pairs", "need at least one (lr, hr) pair to fit T(k)")
-    # T^2 = <P_HR> / <P_LR> over the pairs: the fidelity issue's linear emulator.
-    ratio = np.divide(p_hr, p_lr, out=np.zeros_like(p_lr), where=p_lr > 0)
-    return spec_lr.k, np.sqrt(ratio)
+    return spec_lr.k, transfer_function(p_hr, p_lr, fill=0.0)
 
 
 def apply_lr_transfer(field, box_size, k, t):

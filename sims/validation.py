@@ -125,16 +125,11 @@ def _spectra_section(truth, samples, box_size, mas):
     """k, nmodes, pk_truth, pk_pred (mean over samples), pk_pred_std, pk_ratio, r (mean of the
     samples' r with the truth), r_std, transfer sqrt(pk_pred / pk_truth)."""
     ens = stats.ensemble(truth, samples, box_size, mas)
-    ratio = _pk_ratio(ens.pk_mean, ens.pk_truth)
     return {"k": ens.k, "nmodes": ens.nmodes, "pk_truth": ens.pk_truth, "pk_pred": ens.pk_mean,
-            "pk_pred_std": ens.pk_std, "pk_pred_samples": ens.pk_samples, "pk_ratio": ratio,
+            "pk_pred_std": ens.pk_std, "pk_pred_samples": ens.pk_samples,
+            "pk_ratio": stats.power_ratio(ens.pk_mean, ens.pk_truth),
             "r": ens.r_samples.mean(axis=0), "r_std": ens.r_samples.std(axis=0),
-            "transfer": np.sqrt(ratio)}
-
-
-def _pk_ratio(pk, pk_truth):
-    """P / P_truth, NaN where P_truth vanishes."""
-    return np.divide(pk, pk_truth, out=np.full_like(pk_truth, np.nan), where=pk_truth > 0)
+            "transfer": stats.transfer_function(ens.pk_mean, ens.pk_truth)}
 
 
 def _pdf_section(truth, samples, lr):
@@ -181,7 +176,7 @@ def _lr_section(truth, lr, box_size, mas, lr_transfer=None):
     k_nyq = stats.k_nyquist(n, box_size)
     baselines = {}
     for i, name in enumerate(predictors):
-        ratio = _pk_ratio(ens.pk_samples[i], ens.pk_truth)
+        ratio = stats.power_ratio(ens.pk_samples[i], ens.pk_truth)
         baselines[name] = {"pk": ens.pk_samples[i], "pk_ratio": ratio, "r": ens.r_samples[i],
                            "summary": _figures(ens.k, k_nyq, ratio, ens.r_samples[i])}
     if lr_transfer is not None:
@@ -217,12 +212,12 @@ def _calibration_section(truth, samples, box_size, mas):
 
 
 def _figures(k, k_nyq, pk_ratio, r):
-    """max |P / P_truth - 1| and min r(k) over k < k_Nyq / 2 and k < k_Nyq."""
-    k, dev, r = np.asarray(k), np.abs(np.asarray(pk_ratio) - 1), np.asarray(r)
-    half, full = k < k_nyq / 2, k < k_nyq
-    return {"max_abs_pk_ratio_dev_half_nyq": np.nanmax(dev[half]),
-            "max_abs_pk_ratio_dev_nyq": np.nanmax(dev[full]),
-            "min_r_half_nyq": r[half].min(), "min_r_nyq": r[full].min()}
+    """max |P / P_truth - 1| and min r(k) over k < k_Nyq / 2 and k < k_Nyq
+    (:func:`sims.stats.band_figures`)."""
+    half, full = (stats.band_figures(k, k_max, pk_ratio, r) for k_max in (k_nyq / 2, k_nyq))
+    return {"max_abs_pk_ratio_dev_half_nyq": half["pk_ratio_maxdev"],
+            "max_abs_pk_ratio_dev_nyq": full["pk_ratio_maxdev"],
+            "min_r_half_nyq": half["r_min"], "min_r_nyq": full["r_min"]}
 
 
 def _summary(report):

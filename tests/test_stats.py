@@ -140,9 +140,26 @@ def test_r_with_added_noise_is_sqrt_p_over_p_plus_pn():
 
 def test_transfer_function_of_scaled_field():
     d = white_noise(16, 1.0, seed=5)
-    k, t = stats.transfer_function(1.7 * d, d, 40.0)
+    t = stats.transfer_function(stats.power_spectrum(1.7 * d, 40.0).power, stats.power_spectrum(d, 40.0).power)
     np.testing.assert_allclose(t, 1.7, rtol=1e-5)
-    assert k.shape == t.shape
+
+
+def test_power_ratio_fills_shells_without_truth_power():
+    np.testing.assert_array_equal(stats.power_ratio([2.0, 3.0], [4.0, 0.0]), [0.5, np.nan])
+    np.testing.assert_array_equal(stats.transfer_function([4.0, 3.0], [1.0, 0.0], fill=0.0), [2.0, 0.0])
+
+
+def test_band_figures_summarise_the_shells_below_k_max():
+    k, ratio = np.array([0.1, 0.2, 0.3, 0.4]), np.array([1.1, np.nan, 0.7, 5.0])
+    r, r_lr = np.array([0.9, 0.8, 0.6, 0.1]), np.array([0.95, 0.7, 0.7, 0.0])
+    figures = stats.band_figures(k, 0.35, ratio, r, r_reference=r_lr)
+    assert figures["pk_ratio_mean"] == pytest.approx(0.9)
+    assert figures["pk_ratio_maxdev"] == pytest.approx(0.3)
+    assert figures["r_mean"] == pytest.approx(0.7666667) and figures["r_min"] == pytest.approx(0.6)
+    assert figures["r_reference_mean"] == pytest.approx(0.7833333)
+    assert figures["r_gap_min"] == pytest.approx(-0.1)
+    assert set(stats.band_figures(k, 0.35, ratio)) == {"pk_ratio_mean", "pk_ratio_maxdev"}
+    assert stats.band_figures(k, 0.05, ratio, r) is None
 
 
 def test_fit_lr_transfer_sums_the_powers_of_all_pairs_before_the_ratio():
