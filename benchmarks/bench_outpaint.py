@@ -29,7 +29,7 @@ import time
 
 import numpy as np
 
-from emulator.masks import PHASES
+from emulator.geometry import PHASES
 from outpaint.plan import Plan
 from sims.errors import InputError
 

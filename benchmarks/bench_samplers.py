@@ -1,4 +1,4 @@
-"""The headline benchmark (issue 5): fast samplers against the reference's 2000-step ddpm.
+"""The headline benchmark: fast samplers against the reference's 2000-step ddpm.
 
 For held-out paired boxes, ``--crops`` tile-sized crops per file (LR and HR, periodic, positions
 drawn from ``--seed``; a box of exactly one tile gives one crop) are generated from their LR alone
@@ -15,15 +15,15 @@ k_Nyq = pi / HR spacing:
 
     dP/2, dP      max |P / P_base - 1| over k < k_Nyq / 2 and over k < k_Nyq
     z             max |P - P_base| / sigma_base over k < k_Nyq: below 1, the configuration's mean
-                  P(k) is within the baseline's own seed scatter everywhere (the issue's goal)
+                  P(k) is within the baseline's own seed scatter everywhere (the goal)
     s/s_b         mean over k < k_Nyq of sigma / sigma_base (sample diversity; 1 is the baseline's)
     r/2, rmin/2   mean and minimum over k < k_Nyq / 2 of r(k) with the HR truth
     P/Pt lo       mean of P / P_truth over k < half the LR Nyquist (pi / (2 LR spacing))
     r lo, rLR lo  mean r(k) with the truth there, of the samples and of the LR itself
     s/sample      wall seconds of generation per sample (batch ``--batch``, after a warm-up call)
 
-Spectra: ``sims.stats.ensemble`` (DESIGN.md convention, no window deconvolution) on the tile
-as a periodic cube of side tile x spacing [Mpc/h]. Bands with no shell give NaN (JSON null).
+Spectra: ``sims.stats.ensemble`` (the convention of ``sims.stats``, no window deconvolution) on
+the tile as a periodic cube of side tile x spacing [Mpc/h]. Bands with no shell give NaN (JSON null).
 
     python benchmarks/bench_samplers.py [--model CKPT] [--pairs FILE ...] [--json OUT]
     python benchmarks/bench_samplers.py --quick   # smoke run (~400 tile evaluations)
@@ -42,8 +42,9 @@ from tqdm import tqdm
 
 from emulator.checkpoint import load_model
 from emulator.cli.upsample import DEFAULT_MODEL, model_path
-from emulator.data import load_pairs, periodic_crop
+from emulator.data import load_pairs
 from emulator.generate import conserve_mass, generate_tiles
+from emulator.geometry import periodic_crop
 from emulator.samplers import SAMPLERS, evaluations
 from heldout import HELD_OUT_SEED, held_out_pair
 from sims import stats

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from emulator.denoiser import PREDICTIONS
 from emulator.formulation import FORMULATIONS
-from emulator.masks import halo_width
+from emulator.geometry import halo_width
 from emulator.normalization import DEFAULT_EPS
 from emulator.samplers import SAMPLERS
 from emulator.schedule import LinearSchedule

@@ -7,7 +7,8 @@ grids differ. Boxes are normalised once at load; every example is then cut from 
 Augmentation (as map2map): one of the 48 symmetries of the cube (6 axis permutations x 8 axis
 flips), applied identically to LR and HR. A flip ``i -> n - 1 - i`` is a reflection composed with
 a one-voxel translation, which a random crop origin makes irrelevant. Masks are not transformed:
-the network is trained on exactly the 8 patterns of the outpainting schedule (emulator.masks).
+the network is trained on exactly the 8 patterns of the outpainting schedule, and crops are cut
+with the periodic crop that outpainting uses (emulator.geometry).
 
 Randomness: example ``i`` of training step ``step`` draws everything from
 ``np.random.default_rng([seed, stream, step, i])``, so a batch depends neither on the number of
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from emulator.masks import PHASES, known_mask
+from emulator.geometry import PHASES, known_mask, periodic_crop
 from sims.errors import InputError
 from sims.mesh import resample_overdensity
 from sims.pairfile import read_pair
@@ -43,15 +44,6 @@ def apply_symmetry(field, index):
     out = np.transpose(field, lead + tuple(len(lead) + p for p in perm))
     flip_axes = tuple(len(lead) + j for j in range(3) if flips[j])
     return np.ascontiguousarray(np.flip(out, flip_axes) if flip_axes else out)
-
-
-def periodic_crop(field, origin, size):
-    """Cube of side ``size`` starting at voxel ``origin`` of a periodic field, wrapping around.
-
-    Acts on the last three axes; output[..., a, b, c] = field[..., (o0+a) % n0, (o1+b) % n1, (o2+c) % n2].
-    """
-    idx = [(int(o) + np.arange(size)) % n for o, n in zip(origin, field.shape[-3:])]
-    return field[(..., *np.ix_(*idx))]
 
 
 @dataclass(frozen=True)

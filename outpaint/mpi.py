@@ -13,6 +13,7 @@ import traceback
 
 import numpy as np
 
+from emulator.geometry import colour_of
 from outpaint.plan import BYTES_PER_VOXEL
 from sims.errors import one_line
 
@@ -93,31 +94,11 @@ def device_for_rank(comm):
     return torch.device("cpu")
 
 
-def wrapped(start, stop, n):
-    """Contiguous pieces ``[lo, hi)`` within [0, n) of the global range [start, stop) wrapped modulo n."""
-    pieces, x = [], start
-    while x < stop:
-        lo = x % n
-        hi = min(n, lo + stop - x)
-        pieces.append((lo, hi))
-        x += hi - lo
-    return pieces
-
-
-def read_region(dset, xs, ys):
-    """Voxels ``[x0, x1) x [y0, y1)`` x all z of an (n, n, n) dataset or array, global ranges
-    ``xs``, ``ys`` wrapped modulo n, read in contiguous hyperslabs (h5py reads only those), as
-    float32 (x1 - x0, y1 - y0, n)."""
-    n = dset.shape[0]
-    return np.concatenate([np.concatenate([np.asarray(dset[a:b, c:d], dtype=np.float32)
-                                           for c, d in wrapped(*ys, n)], axis=1)
-                           for a, b in wrapped(*xs, n)], axis=0)
-
-
 def z_selections(plan):
-    """bool (n,) per z parity: the voxels of the blocks with that parity of bz."""
-    parity = (np.arange(plan.n) // plan.core) % 2
-    return parity == 0, parity == 1
+    """bool (n,) per z bit of the colour (emulator.geometry.colour_of): the voxels of the blocks
+    with that parity of bz."""
+    z_bit = colour_of(0, 0, np.arange(plan.n) // plan.core)
+    return z_bit == 0, z_bit == 1
 
 
 def pack(field, pieces, select, side):

@@ -8,15 +8,17 @@ Pure numpy: no torch, no MPI. Geometry (all sizes in voxels of the HR grid):
 - Its tile is the block plus a halo of ``halo = (tile - core) / 2`` voxels on every side, voxel
   ``a`` of the tile sitting at global ``(b core - halo + a) mod n`` (periodic wrap).
 - Block colour = parity of its index on each axis; phase ``p = 4 px + 2 py + pz`` generates the
-  blocks of colour ``(px, py, pz)`` (``emulator.masks`` owns this order and the known-halo mask of
-  each phase, which the network is trained on). Blocks of one colour never touch (the grid is
-  even), so a phase is one batch of independent tiles: 8 sequential phases for any volume.
+  blocks of colour ``(px, py, pz)``. ``emulator.geometry`` owns these rules (colours, halos, the
+  known-halo mask of each phase, which the network is trained on, and the periodic crops); this
+  module only applies them. Blocks of one colour never touch (the grid is even), so a phase is
+  one batch of independent tiles: 8 sequential phases for any volume.
 - Row ``u = bx nb + by``: the ``nb`` blocks along z at ``(bx, by)``. Its tiles fall in two phases
   (``pz`` = 0 then 1); :meth:`Plan.row_position` orders them by phase, then ``bz``.
 
 Box sizes: there is no padding rule. A periodic box cannot be padded without breaking its
 periodicity, and cropping would drop data silently, so a box whose side is not a multiple of
-``2 core`` is an :class:`~sims.errors.InputError` that lists the cores that would fit.
+``2 core`` is an :class:`~sims.errors.InputError` that lists the cores that would fit
+(``emulator.geometry.fitting_cores``).
 
 Decomposition (pencils): a rank owns a rectangle of rows in (x, y), whole along z, made of
 units of 2 x 2 rows (one row of each (x, y) parity, so that every unit holds ``nb / 2`` tiles of
@@ -41,24 +43,14 @@ from typing import NamedTuple
 
 import numpy as np
 
-from emulator.masks import PHASES, block_offsets, halo_width, known_mask, phase_colours
+from emulator.geometry import (PHASES, block_offsets, blocks_per_axis, colour_of, fitting_cores, halo_width,
+                               known_mask, periodic_crop, phase_colours)
 from sims.errors import InputError
 
 BYTES_PER_VOXEL = 4
 """float32 fields."""
 DIRECTIONS = tuple((dx, dy) for dx in (-1, 0, 1) for dy in (-1, 0, 1) if (dx, dy) != (0, 0))
 """Block offsets (dx, dy) of the 8 rows around a row."""
-
-
-def colour_of(bx, by, bz):
-    """Colour (= phase) 4 px + 2 py + pz of block indices (arrays broadcast), ``p`` bits = parities."""
-    return 4 * (np.asarray(bx) % 2) + 2 * (np.asarray(by) % 2) + np.asarray(bz) % 2
-
-
-def fitting_cores(n, tile):
-    """Cores that a box of side ``n`` admits with this ``tile``: ``n`` a multiple of ``2 core`` and
-    ``(tile - core) / 2`` a valid halo (even difference, ``0 < halo <= core``)."""
-    return [c for c in range(1, tile) if n % (2 * c) == 0 and (tile - c) % 2 == 0 and (tile - c) // 2 <= c]
 
 
 def tile_seed(seed, index):
@@ -100,15 +92,14 @@ def bisect_units(box, ranks):
 def first_reads(tile, core):
     """Per row offset (dx, dy) (:data:`DIRECTIONS`), ``{colour: phase}``: the first phase whose
     tiles read blocks of that colour at that offset as known (any z offset), derived from
-    ``emulator.masks.known_mask``."""
+    ``emulator.geometry.known_mask`` around a block of each colour."""
     offsets = block_offsets(tile, core)
-    flip = np.abs(offsets)
     out = {}
     for dx, dy in DIRECTIONS:
         reads = {}
         for q, (px, py, pz) in enumerate(phase_colours()):
             known = known_mask(tile, core, q)[np.ix_(offsets == dx, offsets == dy)]
-            colours = 4 * (px ^ abs(dx)) + 2 * (py ^ abs(dy)) + (pz ^ flip)
+            colours = colour_of(px + dx, py + dy, pz + offsets)
             for c in np.unique(np.broadcast_to(colours, known.shape)[known]):
                 reads.setdefault(int(c), q)
         out[(dx, dy)] = reads
@@ -164,12 +155,11 @@ class Plan:
             halo_width(self.tile, self.core)
         except ValueError as err:
             raise InputError("--tile", str(err)) from err
-        if self.n % (2 * self.core):
-            raise InputError("--core", (
-                f"the box side of {self.n} voxels must be a multiple of 2*core = {2 * self.core} "
-                "(an even number of blocks per axis keeps the 8 colours consistent across the "
-                f"periodic wrap; no padding is possible for a periodic box); cores that fit tile "
-                f"{self.tile}: {fitting_cores(self.n, self.tile) or 'none'}"))
+        try:
+            blocks_per_axis(self.n, self.core)
+        except ValueError as err:
+            raise InputError("--core", f"{err}; cores that fit tile {self.tile}: "
+                             f"{fitting_cores(self.n, self.tile) or 'none'}") from err
         if self.ranks > self.max_ranks:
             raise InputError("mpiexec -n", (
                 f"{self.ranks} ranks for a box of {self.blocks}^3 blocks: a rank needs at least "
@@ -178,8 +168,8 @@ class Plan:
 
     @property
     def halo(self):
-        """Halo width (tile - core) / 2 [voxels]."""
-        return (self.tile - self.core) // 2
+        """Halo width (tile - core) / 2 [voxels] (``emulator.geometry.halo_width``)."""
+        return halo_width(self.tile, self.core)
 
     @property
     def blocks(self):
@@ -216,10 +206,6 @@ class Plan:
         bz = np.concatenate([np.arange(0, self.blocks, 2), np.arange(1, self.blocks, 2)])
         bx, by = divmod(int(row), self.blocks)
         return np.stack([np.full_like(bz, bx), np.full_like(bz, by), bz], axis=-1)
-
-    def tile_axis(self, b):
-        """Global voxel indices (tile,) of a tile along one axis for block index ``b`` (wrapped)."""
-        return (b * self.core - self.halo + np.arange(self.tile)) % self.n
 
     @cached_property
     def rects(self):
@@ -266,6 +252,12 @@ class Plan:
         (x0, x1), (y0, y1) = self.local_extent(rank)
         return x1 - x0, y1 - y0, self.n
 
+    def read_local(self, field, rank):
+        """``rank``'s local array, float32 :meth:`local_shape`, cut from the periodic (n, n, n)
+        ``field`` (an array, or an h5py dataset of which only the hyperslabs needed are read)."""
+        (x0, _), (y0, _) = self.local_extent(rank)
+        return periodic_crop(field, (x0, y0, 0), self.local_shape(rank)).astype(np.float32, copy=False)
+
     def halo_pieces(self, rank):
         """Pieces (:class:`Piece`) of ``rank``'s halo: for each row around its rectangle (the
         ring, periodic) and each colour that a tile of ``rank`` reads there as known, the part of
@@ -295,12 +287,12 @@ class Plan:
                 if 0 <= sx < w and 0 <= sy < d:
                     continue
                 bx, by = (X0 + sx) % nb, (Y0 + sy) % nb
-                parity = 4 * (bx % 2) + 2 * (by % 2)
+                row_colours = {int(colour_of(bx, by, bz)) for bz in (0, 1)}
                 first = {}
                 for dx, dy in DIRECTIONS:
                     if 0 <= sx - dx < w and 0 <= sy - dy < d:
                         for colour, q in reads[(dx, dy)].items():
-                            if colour & 6 == parity:
+                            if colour in row_colours:
                                 first[colour] = min(q, first.get(colour, PHASES))
                 source = int(self.owners[bx, by])
                 (sx0, _), (sy0, _) = self.rects[source]

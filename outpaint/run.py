@@ -21,8 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm import tqdm
 
-from emulator.masks import PHASES, known_mask
-from outpaint.mpi import abort_on_error, device_for_rank, exchange_halos, read_region, run_lock, world
+from emulator.geometry import PHASES, known_mask, periodic_crop, tile_origin
+from outpaint.mpi import abort_on_error, device_for_rank, exchange_halos, run_lock, world
 from outpaint.plan import Plan, tile_seed
 from outpaint.writer import RunState, state_path, write_output
 from sims.errors import InputError
@@ -92,14 +92,13 @@ def read_local_lr(source, plan, rank):
     which costs n^3 transient memory per rank: for very large boxes paint the LR on the HR grid
     instead.
     """
-    xs, ys = plan.local_extent(rank)
     with open_h5(source.spec.path) as f:
         dset = f[source.spec.dataset]
         if source.n_file == plan.n:
-            return read_region(dset, xs, ys)
+            return plan.read_local(dset, rank)
         from sims.mesh import resample_overdensity
         full = resample_overdensity(np.asarray(dset[...], dtype=np.float32), plan.n)
-    return read_region(full, xs, ys)
+    return plan.read_local(full, rank)
 
 
 def check_lr_values(comm, source, lr):
@@ -133,9 +132,10 @@ def output_action(out_path, resume, force):
 
 def crop(plan, local, origin, block):
     """Tile of ``block`` cut from a local pencil array whose first voxel is at global (x, y) =
-    ``origin`` (wraps in z)."""
-    xs, ys = (block[a] * plan.core - plan.halo - origin[a] + np.arange(plan.tile) for a in (0, 1))
-    return local[np.ix_(xs, ys, plan.tile_axis(block[2]))]
+    ``origin`` (emulator.geometry.periodic_crop: the pencil holds the tile's x and y, so only z
+    wraps)."""
+    start = tile_origin(block, plan.tile, plan.core) - np.array((*origin, 0))
+    return periodic_crop(local, start, plan.tile)
 
 
 def tile_inputs(plan, lr, field, origin, blocks, phase, seed):

@@ -37,7 +37,6 @@ import zlib
 
 import numpy as np
 
-from emulator.masks import PHASES
 from sims.outputs import write_text
 from sims.errors import InputError
 from sims.h5io import atomic_h5, write_attrs
@@ -202,12 +201,6 @@ class RunState:
         plan = self.plan
         recorded = [plan.tile_index(plan.row_blocks(u)[:self.done(u)]) for u in range(plan.blocks**2)]
         return np.sort(np.concatenate(recorded))
-
-    def completed_phases(self):
-        """Phases whose every tile the state records (see :meth:`completed_tiles`)."""
-        recorded = set(self.completed_tiles().tolist())
-        return [p for p in range(PHASES)
-                if recorded.issuperset(self.plan.tile_index(self.plan.blocks_in_phase(p)).tolist())]
 
     def complete(self):
         """True when every row has all its tiles."""

@@ -12,7 +12,7 @@ import os
 
 import numpy as np
 
-from emulator.masks import PHASES, known_mask
+from emulator.geometry import PHASES, known_mask
 from outpaint.run import upsample_box
 
 

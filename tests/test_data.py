@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from emulator.data import (SYMMETRIES, CropDataset, StepBatches, apply_symmetry, find_pair_files,
-                           load_pairs, periodic_crop, split_pairs, read_pair_box)
-from emulator.masks import PHASES, known_mask
+                           load_pairs, split_pairs, read_pair_box)
+from emulator.geometry import PHASES, known_mask, periodic_crop
 from sims.errors import InputError
 from sims.pairfile import read_pair, write_pair
 
@@ -51,15 +51,6 @@ def test_symmetry_does_not_alias_input_and_acts_on_last_axes():
     out[...] = 0
     assert field.any()
     np.testing.assert_array_equal(apply_symmetry(field, 13)[1], apply_symmetry(field[1], 13))
-
-
-def test_periodic_crop_wraps_like_np_take():
-    field = np.random.default_rng(1).normal(size=(6, 7, 8))
-    origin, size = (4, 5, 7), 5
-    expected = field
-    for axis, o in enumerate(origin):
-        expected = np.take(expected, np.arange(o, o + size), axis=axis, mode="wrap")
-    np.testing.assert_array_equal(periodic_crop(field, origin, size), expected)
 
 
 def make_boxes(n=12, count=2):

@@ -1,16 +1,16 @@
 import numpy as np
 import pytest
 
-from emulator.masks import PHASES, known_mask, phase_of_block
-from outpaint.plan import Plan, bisect_units, colour_of, fitting_cores, tile_seed
+from emulator.geometry import PHASES, colour_of, known_mask, periodic_crop, tile_origin
+from outpaint.plan import Plan, bisect_units, tile_seed
 from sims.errors import InputError
 
 GEOMETRIES = [(16, 16, 8), (32, 16, 8), (24, 8, 4), (48, 12, 8), (32, 10, 4)]  # (n, tile, core)
 
 
-def footprint(plan, block):
-    """Global voxel index arrays (np.ix_) of the tile of ``block``."""
-    return np.ix_(*(plan.tile_axis(b) for b in block))
+def tile_of(plan, box, block):
+    """The tile of ``block`` cut from the periodic ``box`` (n, n, n)."""
+    return periodic_crop(box, tile_origin(block, plan.tile, plan.core), plan.tile)
 
 
 def core_slices(plan, block):
@@ -32,13 +32,13 @@ def test_every_voxel_in_exactly_one_core(n, tile, core):
 
 
 @pytest.mark.parametrize("n,tile,core", GEOMETRIES)
-def test_eight_phases_of_equal_size_with_the_colour_of_emulator_masks(n, tile, core):
+def test_eight_phases_of_equal_size_with_the_colour_of_emulator_geometry(n, tile, core):
     plan = Plan(n, tile, core)
     phases = all_phase_blocks(plan)
     assert len(phases) == PHASES == 8
     for p, blocks in enumerate(phases):
         assert len(blocks) == plan.n_tiles // 8 == (n // core) ** 3 // 8
-        assert all(phase_of_block(b) == p for b in blocks)
+        assert (colour_of(*blocks.T) == p).all()
     indices = np.concatenate([plan.tile_index(b) for b in phases])
     np.testing.assert_array_equal(np.sort(indices), np.arange(plan.n_tiles))
 
@@ -52,20 +52,20 @@ def test_tiles_of_a_phase_never_read_a_core_written_in_the_same_phase(n, tile, c
             assert (owner[core_slices(plan, b)] == -1).all()          # cores never overlap
             owner[core_slices(plan, b)] = plan.tile_index(b)
         for b in blocks:
-            seen = np.unique(owner[footprint(plan, b)])
+            seen = np.unique(tile_of(plan, owner, b))
             assert set(seen) <= {-1, plan.tile_index(b)}
 
 
 @pytest.mark.parametrize("n,tile,core", GEOMETRIES)
 def test_mask_of_every_tile_is_what_earlier_phases_produced(n, tile, core):
     """Simulate the schedule on a boolean box: the voxels already written when a tile is generated
-    are exactly emulator.masks.known_mask of its phase (the patterns the network is trained on)."""
+    are exactly emulator.geometry.known_mask of its phase (the patterns the network is trained on)."""
     plan = Plan(n, tile, core)
     written = np.zeros((n,) * 3, dtype=bool)
     for p, blocks in enumerate(all_phase_blocks(plan)):
         expected = known_mask(tile, core, p)
         for b in blocks:
-            np.testing.assert_array_equal(written[footprint(plan, b)], expected)
+            np.testing.assert_array_equal(tile_of(plan, written, b), expected)
         for b in blocks:
             written[core_slices(plan, b)] = True
     assert written.all()
@@ -148,8 +148,7 @@ def test_own_rows_plus_received_pieces_hold_every_known_voxel(n, tile, core, ran
         mask = known_mask(tile, core, p)
         for r in range(ranks):
             for b in plan.blocks_in_phase(p, r):
-                xs, ys = (b[a] * core - plan.halo - origin[r][a] + np.arange(tile) for a in (0, 1))
-                region = held[r][np.ix_(xs, ys, plan.tile_axis(b[2]))]
+                region = periodic_crop(held[r], tile_origin(b, tile, core) - (*origin[r], 0), tile)
                 assert not (mask & ~region).any(), (p, r, b)
                 core_of = (slice(b[a] * core - o, (b[a] + 1) * core - o) for a, o in enumerate((*origin[r], 0)))
                 held[r][tuple(core_of)] = True
@@ -220,8 +219,7 @@ def test_row_position_orders_each_row_by_phase_then_z():
         blocks = plan.row_blocks(u)
         np.testing.assert_array_equal(plan.row_position(blocks), np.arange(plan.blocks))
         assert (plan.row_index(blocks) == u).all()
-        np.testing.assert_array_equal([phase_of_block(b) for b in blocks],
-                                      np.repeat(phase_of_block(blocks[0]) + np.arange(2), 3))
+        np.testing.assert_array_equal(colour_of(*blocks.T), np.repeat(colour_of(*blocks[0]) + np.arange(2), 3))
 
 
 def test_reference_scale_counts():
@@ -244,9 +242,7 @@ def test_bad_sizes_are_input_errors(n, tile, core, source, msg):
     assert err.value.source == source
 
 
-def test_fitting_cores_are_listed_and_valid():
-    cores = fitting_cores(40, 16)
-    assert cores == [10]
+def test_a_box_that_does_not_fit_lists_the_cores_that_fit():
     with pytest.raises(InputError, match=r"fit tile 16: \[10\]"):
         Plan(40, 16, 8)
     Plan(40, 16, 10)
