@@ -1,4 +1,4 @@
-"""Fidelity of a trained model on held-out pairs, outpainted box by box (issues 6 and 7).
+"""Fidelity of a trained model on held-out pairs, outpainted box by box (docs/fidelity.md).
 
 A held-out pair (new seed, the model's grid spacing and LR resolution, ``--blocks`` outpainting
 blocks per side) is simulated, its LR box upsampled by 8-phase outpainting and compared with the
@@ -17,8 +17,7 @@ and two trivial predictors of the HR truth, with the same columns (0 s): ``LR as
 why, when neither exists).
 
 Per run: max |P_SR / P_HR - 1| for k < k_Nyq / 2 and k < k_Nyq (HR grid), the least r(k) - r_LR(k)
-for k below half the LR Nyquist (the issue's bar: >= -0.05), the seam ratio (1 = no seams; the
-truth's own is printed), and for the shifted run max |P_shifted / P_plain - 1| next to the plain
+for k below half the LR Nyquist, the seam ratio (1 = no seams; the truth's own is printed), and for the shifted run max |P_shifted / P_plain - 1| next to the plain
 seed-to-seed value. Prints a table, writes JSON. Usage::
 
     python benchmarks/bench_fidelity.py [--model DIR] [--blocks 4] [--seed 90210] [--json out.json]

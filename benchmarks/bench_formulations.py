@@ -1,4 +1,4 @@
-"""Formulations compared at one fixed training budget on the same data (the fidelity issue).
+"""Formulations compared at one fixed training budget on the same data (docs/formulations.md).
 
 Trains one run per formulation in ``--runs`` (resumable: rerunning continues the runs), all with
 the same U-Net, crops, optimiser, seed and number of steps, then prints the in-training

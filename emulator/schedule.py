@@ -15,7 +15,7 @@ decreasing sigma sequence between ``sigma_min`` and ``sigma_max``.
 Sampling schedules are plain functions ``(schedule, steps) -> float64 array (steps + 1,)``,
 strictly decreasing from the schedule's ``sigma_max`` and ending in 0 (the k-diffusion
 convention: the last step returns the x0 estimate). None of them uses the "leading" spacing that
-starts below ``sigma_max`` (REFERENCE.md: 58 instead of 151 for 10 steps), which would start
+starts below ``sigma_max`` (docs/reference.md: 58 instead of 151 for 10 steps), which would start
 the sampler from noise that is too small.
 """
 import dataclasses

@@ -11,9 +11,9 @@ One 1D rule per order (:func:`ngp_1d`, :func:`cic_1d`, :func:`tsc_1d`) returns i
 weights as tuples of length p. The shared 3D loops (:func:`deposit` for paint, :func:`gather` for
 readout) pick the rule through :func:`stencil_1d` at compile time: each entry point branches on
 the run-time ``order`` into a call with a constant 1, 2 or 3, which numba types as a literal, so
-each order compiles with fixed-length, unrolled loops (about 1.6x faster than run-time loop
-bounds) and stays cacheable (first-class function arguments are not; ``numba.literally`` made
-the loops several times slower in numba 0.68). Paint and readout use the same weights, so
+each order compiles with fixed-length, unrolled loops (faster than run-time loop bounds) and
+stays cacheable (first-class function arguments are not, and ``numba.literally`` gave slower
+loops; ``benchmarks/bench_paint.py`` times paint and readout). Paint and readout use the same weights, so
 readout is the exact adjoint of paint. Grids need n >= 2 nodes per axis (see :func:`wrap_index`).
 
 Parallel paint: threads never write the same cell at the same time. A particle's home slab is

@@ -7,7 +7,7 @@ I_i = irfftn(shell indicator). With the unnormalised forward FFT d(n) of an n^3 
     sum_x x1 x2 x3 = n^-6 sum over closed triangles n1 + n2 + n3 = 0 (mod n) of d1 d2 d3,
     sum_x I1 I2 I3 = n^-6 N_triangles,
 
-so that  B = L^6 / n^9 * sum_x x1 x2 x3 / sum_x I1 I2 I3   [(Mpc/h)^6]   (REFERENCE.md),
+so that  B = L^6 / n^9 * sum_x x1 x2 x3 / sum_x I1 I2 I3   [(Mpc/h)^6]   (docs/reference.md),
 the mean over closed triangles of delta_k1 delta_k2 delta_k3 / L^3 with delta_k = d (L/n)^3.
 The reduced bispectrum is Q = B / (P1 P2 + P2 P3 + P3 P1) with P_i the power averaged over shell i
 (same normalisation as :mod:`sims.stats`). Q(theta) uses the triangle of sides k1, k2 with angle

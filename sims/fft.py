@@ -79,7 +79,7 @@ def wavenumbers(n, box_size):
 def hermitian_weights(n):
     """Multiplicity of each rfft mode in the full n^3 space, shape (1, 1, n//2+1).
 
-    1 on the kz = 0 plane and (n even) the kz = n/2 plane, 2 elsewhere (REFERENCE.md).
+    1 on the kz = 0 plane and (n even) the kz = n/2 plane, 2 elsewhere (docs/reference.md).
     """
     weights = np.full(n // 2 + 1, 2.0)
     weights[0] = 1.0

@@ -1,6 +1,6 @@
 """HDF5 conventions shared by every command: atomic writes, provenance, field specs.
 
-Files carry their metadata as attributes (DESIGN.md): ``box_size`` [Mpc/h], ``redshift``,
+Files carry their metadata as attributes (docs/design.md): ``box_size`` [Mpc/h], ``redshift``,
 ``cosmology`` (JSON), ``seed`` and ``created_by``.
 """
 import contextlib

@@ -9,7 +9,7 @@ s = 0 .. n/2 - 1, i.e. every mode with all |n_i| < n/2, so its draws are exactly
 of any larger grid: LR and HR grids with the same seed hold identical values on every mode the
 LR grid can represent. The Nyquist planes (|n_i| = n/2) are left at zero, the DC mode is zeroed.
 
-Normalisation (REFERENCE.md, Initial conditions): the noise has the statistics of ``rfftn`` of
+Normalisation (docs/reference.md, Initial conditions): the noise has the statistics of ``rfftn`` of
 unit-variance real white noise, <|w(n)|^2> = n^3, real and imaginary parts independent with
 variance n^3 / 2. Hermitian symmetry on the n_z = 0 plane is imposed as
 w(n) = (g(n) + conj g(-n)) / sqrt(2), which keeps the variance and is resolution-invariant too.
@@ -79,7 +79,7 @@ def hermitian_plane(noise):
 
 
 def linear_modes(noise, box_size, power):
-    """Linear density modes d(n) = w(n) sqrt(P(k) n^3 / L^3) on the rfft grid (REFERENCE.md).
+    """Linear density modes d(n) = w(n) sqrt(P(k) n^3 / L^3) on the rfft grid (docs/reference.md).
 
     ``noise``: (n, n, n//2+1) from :func:`white_noise`; ``box_size`` L [Mpc/h]; ``power``: a
     callable P(k) [(Mpc/h)^3] of k [h/Mpc]. Returns complex128 modes in the unnormalised-``rfftn``

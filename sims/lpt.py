@@ -14,7 +14,7 @@ Momenta are the FastPM canonical p = a^2 dx/dt / H0 [Mpc/h, H0 = 1]:
 
     p = a^2 E(a) [D1 f1 Psi1 + D2 f2 Psi2]                      (dD/da = f D / a)
 
-Particles sit on the lattice q = i L / n (the node convention of DESIGN.md), so the
+Particles sit on the lattice q = i L / n (the node convention of docs/design.md), so the
 displacement fields evaluated on the n^3 grid are the per-particle displacements, in C order.
 FFTs: ``sims.fft`` (unnormalised forward, 1/n^3 inverse); derivative kernels i k_j are zeroed
 on the Nyquist planes, where they have no real-valued counterpart.

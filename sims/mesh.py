@@ -2,7 +2,7 @@
 mass-assignment window and its deconvolution, and Fourier resampling between grids (of any
 field, or of an overdensity kept >= -1).
 
-Conventions (DESIGN.md): periodic cubic box of side L [Mpc/h] with n nodes per axis, node i at
+Conventions (docs/design.md): periodic cubic box of side L [Mpc/h] with n nodes per axis, node i at
 x_i = i L / n (the convention of Pylians3 and pmesh), positions (N, 3) [Mpc/h] of any real value
 (wrapped into the box). Schemes are named by ``MAS_ORDER``: order p = 1 NGP, 2 CIC, 3 TSC; the
 assignment kernel is the B-spline of order p (Hockney & Eastwood 1988, "Computer Simulation

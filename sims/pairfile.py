@@ -1,7 +1,7 @@
 """The paired-box file: one HDF5 file per training box holding the low- and high-resolution
 overdensity fields of the same volume.
 
-Layout (DESIGN.md): float32 datasets ``lr`` (n_lr^3) and ``hr`` (n_hr^3), C order, axes (x, y, z),
+Layout (docs/design.md): float32 datasets ``lr`` (n_lr^3) and ``hr`` (n_hr^3), C order, axes (x, y, z),
 node convention x_i = i L / n; file attributes ``box_size`` [Mpc/h], ``redshift``, ``cosmology``
 (JSON), ``created_by``, ``lr_particles`` and ``hr_particles`` (particles per side behind each
 field, :func:`write_pair`) and whatever the producer adds (seed, steps, sources).

@@ -26,18 +26,15 @@ F_j(k) = -i D(k_j) phi(k), then CIC readout. D vanishes on the Nyquist planes, w
 force of the unperturbed lattice exactly zero. The CIC window is not divided out (FastPM's
 default kernels do not): dividing by W^2 (FastPM's "gadget" kernel) amplifies the mesh-scale
 images of the particle lattice, which alias back onto the largest scales through the readout at
-the particle positions; in a 32^3-particle test it multiplied the final power of the k = 2 k_F
-modes several-fold.
+the particle positions.
 Linear growth on the lattice is then exact up to the discreteness corrections of order
 (k / k_Nyq,particles)^2, largest for modes along the axes (Joyce & Marcos 2007,
-arXiv:0704.3697): measured from z = 49 to 0 in a 4 Gpc/h box (tests/test_pm.py), the power of
-the modes with k <= 2 k_F is +0.5 % too high with 64^3 particles (+2 % for the three modes
-k = 2 k_F along the axes) and +3 % with 32^3. The excess grows with k: a B = 2 mesh holds the
-first images of the lattice's density (k minus twice the particle Nyquist), whose force adds to
-the mode's, so lattice modes outgrow linear theory (+6 % in power below k_Nyq / 4, +34 % from
-k_Nyq / 4 to k_Nyq / 2, from z = 49), while B = 4 follows it to 1 % below k_Nyq / 4. Hence B = 4
-ends with 1-2 % less power than B = 2 at k = 0.2-0.6 k_Nyq when started at z = 49, and as much
-or more when started at z = 9 (docs/simulator.md; tests/test_pm.py).
+arXiv:0704.3697). The correction grows with k: a B = 2 mesh holds the first images of the
+lattice's density (k minus twice the particle Nyquist), whose force adds to the mode's, so
+while the particles are near their lattice the modes outgrow linear theory, whereas a B = 4 mesh
+follows it closely below k_Nyq / 4. Hence, started early, B = 4 ends with a little less power
+than B = 2 at intermediate k. docs/simulator.md has the measurements; tests/test_pm.py bounds
+them.
 FFTs through :mod:`sims.fft` (threaded pyfftw, plans reused).
 """
 import functools

@@ -3,7 +3,7 @@ and the shell binning they share; the linear emulator (LR times a T(k) fitted on
 spectra of an ensemble of samples against one truth and their calibration; the one-point PDF of
 log10(1 + delta); the tile-seam statistic. (The bispectrum is in :mod:`sims.bispectrum`.)
 
-Convention (DESIGN.md, REFERENCE.md; that of Pylians3 ``Pk_library``, nbodykit ``FFTPower`` and
+Convention (docs/design.md, docs/reference.md; that of Pylians3 ``Pk_library``, nbodykit ``FFTPower`` and
 powerbox >= 1.0): with the unnormalised forward FFT ``d(n) = rfftn(delta)(n)`` of an n^3 grid of
 side L [Mpc/h],
 
@@ -120,7 +120,8 @@ def fourier_modes(field, mas=None):
 
 
 def _spectrum(product, box_size):
-    """Bin an rfft-grid product d1 conj(d2) (real part) into a :class:`Spectrum` (DESIGN.md norm)."""
+    """Bin an rfft-grid product d1 conj(d2) (real part) into a :class:`Spectrum` (the module's
+    normalisation)."""
     n = product.shape[0]
     _, nmodes, mean_n = shells(n)
     k_f = 2 * np.pi / box_size
@@ -131,7 +132,7 @@ def _spectrum(product, box_size):
 def power_spectrum(field, box_size, mas=None):
     """Auto power spectrum P(k) [(Mpc/h)^3] of a cubic periodic field of side ``box_size`` [Mpc/h].
 
-    P(k) = L^3 / n^6 <|d(n) / W(n)|^2> over integer shells (module docstring; REFERENCE.md).
+    P(k) = L^3 / n^6 <|d(n) / W(n)|^2> over integer shells (module docstring; docs/reference.md).
     """
     field = check_field(field)
     box_size = check_box_size(box_size)
@@ -259,7 +260,7 @@ def apply_lr_transfer(field, box_size, k, t):
         raise InputError("lr_transfer", "k must be finite and increasing, t finite and >= 0")
     kx, ky, kz = (c.astype(np.float32) for c in fft.wavenumbers(field.shape[0], box_size))
     d = fft.rfftn(field)
-    # d_T(k) = T(|k|) d_LR(k) (the fidelity issue's linear emulator), T(0) = 1.
+    # d_T(k) = T(|k|) d_LR(k), T(0) = 1.
     gain = np.interp(np.sqrt(kx ** 2 + ky ** 2 + kz ** 2), k, t).astype(d.real.dtype)
     gain[0, 0, 0] = 1
     d *= gain

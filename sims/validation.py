@@ -31,8 +31,8 @@ def validate_fields(truth, preds, box_size, lr=None, mas=None, core=None, lr_tra
     deconvolve from every field (None, 'ngp', 'cic', 'tsc'); core: tile core size in cells for
     the seam statistic; lr_transfer: with ``lr``, None or the linear emulator's T(k) as
     ``{"k": [h/Mpc], "t": [...]}`` (optionally ``"source"``: where it was fitted), fitted on
-    training pairs (:func:`sims.stats.fit_lr_transfer`). Keys: see :func:`_spectra_section` and
-    the issue's list; calibration is added for K >= 2 samples, ``seam`` when ``core`` is given,
+    training pairs (:func:`sims.stats.fit_lr_transfer`). Keys: those of the sections below
+    (:func:`_spectra_section`, ...); calibration is added for K >= 2 samples, ``seam`` when ``core`` is given,
     ``pk_lr``/``r_lr`` and ``baselines`` (:func:`_lr_section`) with ``lr``.
     """
     truth = stats.check_field(truth, "truth")

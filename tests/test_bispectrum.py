@@ -10,7 +10,7 @@ from sims.errors import InputError
 
 
 def gaussian_modes(n, box_size, power_law, seed):
-    """rfft modes d(n) = rfftn(r) sqrt(P N^3 / L^3) of a Gaussian field (REFERENCE.md), and |k|."""
+    """rfft modes d(n) = rfftn(r) sqrt(P N^3 / L^3) of a Gaussian field (docs/reference.md), and |k|."""
     white = np.random.default_rng(seed).standard_normal((n, n, n))
     m = np.fft.fftfreq(n, 1 / n)
     kvec = [2 * np.pi / box_size * c for c in (m[:, None, None], m[None, :, None], np.arange(n // 2 + 1)[None, None, :])]
@@ -36,7 +36,7 @@ def second_order_density(dk, kvec, k, n):
 
 
 def f2_kernel(q1, q2):
-    """F2(q1, q2) for rows of wavevectors (REFERENCE.md)."""
+    """F2(q1, q2) for rows of wavevectors (docs/reference.md)."""
     k1, k2 = np.linalg.norm(q1, axis=-1), np.linalg.norm(q2, axis=-1)
     mu = np.sum(q1 * q2, axis=-1) / (k1 * k2)
     return 5 / 7 + mu / 2 * (k1 / k2 + k2 / k1) + 2 / 7 * mu ** 2

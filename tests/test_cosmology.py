@@ -1,4 +1,4 @@
-"""sims.cosmology against the published/checked values of REFERENCE.md and analytic limits."""
+"""sims.cosmology against the published/checked values of docs/reference.md and analytic limits."""
 import json
 import warnings
 

@@ -1,6 +1,6 @@
 """Initial conditions: resolution-invariant white noise, the linear field's power, and
 Zel'dovich / 2LPT displacements against analytic plane-wave solutions and second-order
-perturbation theory (F2 kernel, REFERENCE.md)."""
+perturbation theory (F2 kernel, docs/reference.md)."""
 import itertools
 
 import numpy as np
@@ -154,7 +154,7 @@ def test_second_order_source_and_displacement_of_crossed_waves():
 def test_2lpt_density_reproduces_the_second_order_kernel_F2(m1, m2):
     """x = q + eps Psi1 - (3/7) eps^2 Psi2 (EdS 2LPT) must give the Eulerian density
     delta(k1 + k2) = 2 F2(k1, k2) (eps/2)^2 at second order, with the tree-level kernel
-    F2 = 5/7 + mu/2 (k1/k2 + k2/k1) + 2/7 mu^2 (REFERENCE.md). The density mode is the exact
+    F2 = 5/7 + mu/2 (k1/k2 + k2/k1) + 2/7 mu^2 (docs/reference.md). The density mode is the exact
     particle sum (1/N) sum_p exp(-i k.x_p); odd orders cancel between +eps and -eps."""
     n, L, eps = 16, 100.0, 2e-3
     delta_k, q = cosine_field(n, L, [(1.0, m1), (1.0, m2)])

@@ -101,7 +101,7 @@ def test_zeldovich_start_grows_the_largest_modes_like_D1(steps):
     realisation's linear modes, in power to < 1 % (no cosmic variance: same modes). The modes
     are exact particle sums (1/N) sum_p exp(-i k.x_p), free of mesh windows; a 4 Gpc/h box keeps
     them linear (non-linear corrections < 0.1 %); 64^3 particles keep the lattice's discreteness
-    correction near 0.5 % (pm module docstring)."""
+    correction near 0.5 %, as measured with this test (the cause: docs/simulator.md)."""
     n, L = 64, 4000.0
     config = pm.PMConfig(n_particles=n, box_size=L, B=2, steps=steps, a_init=1 / 50, a_final=1.0)
     delta_k = ics.linear_density_modes(21, n, L, PLANCK18)

@@ -3,7 +3,7 @@ and readout, FFTs, Poisson and gradient kernels and its FastPM growth functions 
 jax_cosmo's growth ODE), stepped here by the FastPM kick-drift-kick scheme written from Feng et
 al. 2016 (arXiv:1603.00476) sec. 2.3 and the leapfrog of fastpm-python.
 
-Goal (issue 16 item 12): at the same steps and force mesh, P(k) within 1 % for k < k_Nyq / 4 of
+Goal: at the same steps and force mesh, P(k) within 1 % for k < k_Nyq / 4 of
 the force mesh and cross-correlation r > 0.99. Measured (docs/simulator.md): |P / P_ref - 1|
 <= 3e-4 and 1 - r < 1e-6, the residual being jaxpm's tabulated growth (128 points from
 a = 1e-3, interpolated), so the tolerances below are tighter than the goal.

@@ -9,7 +9,7 @@ from sims.errors import InputError
 
 
 def test_reference_schedule_values():
-    """REFERENCE.md: linear beta 1e-6 -> 0.01, T = 2000 gives alpha_bar_T = 4.4e-5, sigma_max = 151."""
+    """docs/reference.md: linear beta 1e-6 -> 0.01, T = 2000 gives alpha_bar_T = 4.4e-5, sigma_max = 151."""
     sch = S.LinearSchedule()
     assert sch.alpha_bars()[-1] == pytest.approx(4.4e-5, rel=0.01)
     assert f"{sch.sigma_max:.3g}" == "151"
@@ -86,7 +86,7 @@ def test_trained_sigmas_are_a_trailing_subsequence():
     ten = S.trained_sigmas(sch, 10)
     assert np.isin(ten[:-1], sch.sigmas()).all()
     assert ten[0] == sch.sigma_max
-    # the "leading" spacing t = 0, 200, ..., 1800 would start at 58 (REFERENCE.md), not 151
+    # the "leading" spacing t = 0, 200, ..., 1800 would start at 58 (docs/reference.md), not 151
     assert sch.sigmas()[1800] == pytest.approx(58, abs=0.5)
     with pytest.raises(InputError, match="exceeds"):
         S.trained_sigmas(sch, 2001)

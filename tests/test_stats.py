@@ -1,5 +1,5 @@
 """Power spectra, cross power, r(k), transfer function and the linear emulator (LR x T(k))
-against the analytic values of REFERENCE.md and against powerbox as an independent code."""
+against the analytic values of docs/reference.md and against powerbox as an independent code."""
 import tracemalloc
 
 import numpy as np
@@ -16,7 +16,7 @@ def white_noise(n, sigma, seed):
 
 
 def gaussian_field(n, box_size, power_law, seed):
-    """Gaussian field with P(k) = power_law(k): d(n) = rfftn(r) sqrt(P N^3 / L^3) (REFERENCE.md)."""
+    """Gaussian field with P(k) = power_law(k): d(n) = rfftn(r) sqrt(P N^3 / L^3) (docs/reference.md)."""
     white = np.random.default_rng(seed).standard_normal((n, n, n))
     kx, ky, kz = (np.fft.fftfreq(n, 1 / n)[:, None, None], np.fft.fftfreq(n, 1 / n)[None, :, None],
                   np.arange(n // 2 + 1)[None, None, :])

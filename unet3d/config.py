@@ -155,11 +155,10 @@ PRESETS = {
                         num_res_blocks=1, num_heads=8, dropout=0.2),
     # The shipped default: the paper's layout at 3/8 of its width (24/48/96, heads of 32 channels as
     # in the paper), 4 inputs (noisy HR, LR, known values, known mask): 4,439,521 parameters.
-    # Narrower or deeper variants (16/32/64, 32/64/64, 16/32/64/128) were no faster per voxel on a
-    # CPU.
+    # benchmarks/bench_unet.py measures its throughput against the other presets.
     "small": UNetConfig(in_channels=4, out_channels=1, channels=24, channel_mults=(1, 2, 4),
                         num_res_blocks=1, head_channels=32, norm_groups=8, dropout=0.1),
-    # For tests: a 16^3 forward pass takes a few milliseconds on one CPU core.
+    # For tests: a narrow two-level network with every part (attention, GroupNorm), quick on a CPU.
     "tiny": UNetConfig(in_channels=4, out_channels=1, channels=8, channel_mults=(1, 2),
                        num_res_blocks=1, num_heads=2, norm_groups=4, dropout=0.0),
 }
