@@ -22,7 +22,7 @@ test: $(STAMP)
 	OMP_NUM_THREADS=2 $(BIN)/python -m pytest -q
 
 demo: $(STAMP)
-	$(BIN)/emulator demo --out demo_out
+	OMP_NUM_THREADS=1 $(BIN)/mpiexec -n 2 $(BIN)/emulator demo --out demo_out
 
 # The recipe of the packaged default model (emulator/default_model/MODEL_CARD.md): 4 training
 # pairs (seeds 100-103), the small U-Net on 32^3 crops generating the HR's residual from the LR
@@ -36,7 +36,7 @@ model-data: $(STAMP)
 
 default-model: model-data
 	$(BIN)/emulator train --data $(MODEL_RUN)/train --out $(MODEL_RUN)/run --resume --preset small \
-		--tile 32 --core 16 --batch 4 --steps $(MODEL_STEPS) --lr 2e-4 --ema 0.999 --val-every 100 \
+		--tile 32 --core 16 --batch 4 --steps $(MODEL_STEPS) --learning-rate 2e-4 --ema 0.999 --val-every 100 \
 		--val-samples 2 --save-every 50 --log-every 10 --seed 0 --formulation residual --lr-band 0.5 \
 		--prediction v
 	cp $(MODEL_RUN)/run/model.pt emulator/default_model/model.pt

@@ -32,8 +32,9 @@ import time
 import numpy as np
 
 from emulator.checkpoint import load_model
-from emulator.cli.upsample import DEFAULT_MODEL, model_path
-from emulator.cli.validate import transfer_from_pairs
+from emulator.checkpoint import find_model
+from emulator.config import DEFAULT_MODEL, GenerationSettings
+from emulator.validate import transfer_from_pairs
 from heldout import HELD_OUT_SEED, held_out_pair
 from outpaint.run import upsample_box
 from sims import stats
@@ -43,11 +44,11 @@ from sims.validation import BASELINE_LABELS, jsonable, validate_fields, write_re
 
 
 def upsample(model_dir, lr_spec, out, args, seed, options):
-    """Outpaint ``lr_spec`` into ``out`` with generate_tiles ``options``; returns
-    (sr field (n, n, n), seconds)."""
+    """Outpaint ``lr_spec`` into ``out`` with GenerationSettings ``options`` changed from the
+    flags'; returns (sr field (n, n, n), seconds)."""
     start = time.perf_counter()
-    upsample_box(model_dir, lr_spec, out, sampler=args.sampler, steps=args.steps, seed=seed,
-                 batch_size=args.batch, force=True, generate_options=options)
+    settings = GenerationSettings(args.sampler, args.steps, **options)
+    upsample_box(model_dir, lr_spec, out, settings, seed=seed, batch_size=args.batch, force=True)
     return read_field(f"{out}:sr", index=0).data, time.perf_counter() - start
 
 
@@ -102,7 +103,7 @@ def main(argv=None):
     p.add_argument("--work", default=None, metavar="DIR",
                    help="Keep the pair and the emulated fields here (default: a temporary folder).")
     args = p.parse_args(argv)
-    args.model = model_path(args.model)
+    args.model = find_model(args.model)
 
     model = load_model(args.model)
     core = model.core

@@ -21,7 +21,7 @@ CANDIDATES = {
     "residual (v)": dict(formulation="residual", lr_band=0.0, prediction="v"),
     "residual + band 0.5 (v)": dict(formulation="residual", lr_band=0.5, prediction="v"),
 }
-RECIPE = dict(preset="small", tile=32, core=16, batch=4, lr=2e-4, ema=0.999, val_every=100,
+RECIPE = dict(preset="small", tile=32, core=16, batch=4, learning_rate=2e-4, ema=0.999, val_every=100,
               val_samples=2, save_every=50, log_every=10, seed=0)
 """Everything but the formulation: the default model's recipe (see its model card)."""
 

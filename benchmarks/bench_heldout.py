@@ -32,7 +32,8 @@ import time
 import numpy as np
 
 from emulator.checkpoint import load_model
-from emulator.cli.upsample import DEFAULT_MODEL, model_path
+from emulator.checkpoint import find_model
+from emulator.config import DEFAULT_MODEL, GenerationSettings
 from outpaint.run import upsample_box
 from sims import stats
 from sims.h5io import read_field
@@ -47,7 +48,7 @@ def outpaint_samples(model_file, pair, samples, args, work):
     fields, start = [], time.perf_counter()
     for seed in range(1, samples + 1):
         out = os.path.join(work, f"sr_{seed}.h5")
-        upsample_box(model_file, f"{pair}:lr", out, sampler=args.sampler, steps=args.steps, seed=seed,
+        upsample_box(model_file, f"{pair}:lr", out, GenerationSettings(args.sampler, args.steps), seed=seed,
                      batch_size=args.batch, force=True)
         fields.append(read_field(f"{out}:sr", index=0).data)
     return fields, time.perf_counter() - start
@@ -145,7 +146,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     models = [m.split("=", 1) if "=" in m else (os.path.basename(os.path.normpath(m)), m)
               for m in map(str, args.model or [DEFAULT_MODEL])]
-    models = [(label, model_path(path)) for label, path in models]
+    models = [(label, find_model(path)) for label, path in models]
 
     first = load_model(models[0][1])
     transfer = transfer_of(first, args.train_pairs)

@@ -119,11 +119,13 @@ def worker(model, lr, out, steps, batch_size):
     every rank's seconds per phase (tiles, generate, store, exchange: run.run_phases)."""
     from mpi4py import MPI
 
+    from emulator.config import GenerationSettings
     from outpaint.run import upsample_box
     comm = MPI.COMM_WORLD
     comm.Barrier()
     start, phases = time.perf_counter(), []
-    upsample_box(model, lr, out, steps=steps, batch_size=batch_size, force=True, timings=phases)
+    upsample_box(model, lr, out, GenerationSettings(steps=steps), batch_size=batch_size, force=True,
+                 timings=phases)
     seconds = comm.allreduce(time.perf_counter() - start, op=MPI.MAX)
     per_rank = comm.gather(phases, root=0)
     if comm.Get_rank() == 0:

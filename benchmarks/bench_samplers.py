@@ -41,7 +41,8 @@ import numpy as np
 from tqdm import tqdm
 
 from emulator.checkpoint import load_model
-from emulator.cli.upsample import DEFAULT_MODEL, model_path
+from emulator.checkpoint import find_model
+from emulator.config import DEFAULT_MODEL, GenerationSettings
 from emulator.data import load_pairs
 from emulator.generate import conserve_mass, generate_tiles
 from emulator.geometry import periodic_crop
@@ -79,15 +80,14 @@ def held_out_crops(paths, model, crops, seed):
     return np.stack(lr), np.stack(hr)
 
 
-def sample_spectra(model, lr, hr, n_seeds, sampler, steps, batch, **options):
+def sample_spectra(model, lr, hr, n_seeds, settings, batch):
     """Generate ``n_seeds`` samples of every crop (seed c * n_seeds + s for crop c, sample s);
     returns ({mass: (P(k), r(k) with the truth)} for mass off (False) and on (True), each
     (C, S, nbins), and seconds per sample."""
     tiles = np.repeat(lr, n_seeds, axis=0)
     seeds = list(range(len(tiles)))
     start = time.perf_counter()
-    sr = generate_tiles(model, tiles, None, None, seeds, sampler, steps, batch, mass_conservation=False,
-                        **options)
+    sr = generate_tiles(model, settings.replace(mass_conservation=False), tiles, None, None, seeds, batch)
     seconds = (time.perf_counter() - start) / len(tiles)
     box, spectra = model.tile * model.spacing, {}
     for mass, fields in ((False, sr), (True, conserve_mass(sr, tiles, np.zeros(sr.shape, bool)))):
@@ -143,7 +143,7 @@ def truth_spectra(lr, hr, box_size):
             "r_lr": np.stack([e.r_samples[0] for e in ens])}
 
 
-def run_benchmark(model, lr, hr, samplers, nfes, lr_modes, n_seeds, baseline_steps, batch, options,
+def run_benchmark(model, lr, hr, samplers, nfes, lr_modes, n_seeds, baseline_steps, batch, bf16,
                   report=lambda shells, rows: None):
     """Baseline first, then every (LR mode, sampler, NFE); returns (shells, result rows) with
     shells = {k, k_nyquist, k_lr_half} [h/Mpc]. ``report(shells, rows)`` is called after each row
@@ -156,13 +156,14 @@ def run_benchmark(model, lr, hr, samplers, nfes, lr_modes, n_seeds, baseline_ste
     shells = {"k": k, "k_nyquist": k_nyq, "k_lr_half": k_lr_half}
     configs = [("ddpm", baseline_steps, None)] + [(s, steps_for(s, n), f) for f in lr_modes
                                                   for s in samplers for n in nfes]
-    generate_tiles(model, lr[:batch], None, None, range(min(batch, len(lr))), "ddim", 1, batch, **options)
+    generate_tiles(model, GenerationSettings("ddim", 1, bf16=bf16), lr[:batch], None, None,
+                   range(min(batch, len(lr))), batch)
     bar = tqdm(total=sum(evaluations(s, n) for s, n, _ in configs) * len(lr) * n_seeds, unit="eval")
     rows, base = [], {}
     for sampler, steps, fraction in configs:
         bar.set_postfix_str(f"{sampler} x{steps} LRc {fraction}")
-        spectra, seconds = sample_spectra(model, lr, hr, n_seeds, sampler, steps, batch,
-                                          lr_consistency=fraction, **options)
+        settings = GenerationSettings(sampler, steps, lr_consistency=fraction, bf16=bf16)
+        spectra, seconds = sample_spectra(model, lr, hr, n_seeds, settings, batch)
         for mass, (pk, r) in spectra.items():
             base.setdefault(mass, pk)
             rows.append({"sampler": sampler, "nfe": evaluations(sampler, steps), "steps": steps,
@@ -230,7 +231,7 @@ def main(argv=None):
     args = parse_args(argv)
     try:
         samplers, nfes, modes = checked_lists(args)
-        model = load_model(model_path(args.model), args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        model = load_model(find_model(args.model), args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
         with tempfile.TemporaryDirectory() as scratch:
             if not args.pairs:
                 args.pairs = [os.path.join(scratch, "held_out.h5")]
@@ -247,7 +248,7 @@ def main(argv=None):
             write_report(jsonable({"settings": settings, **shells, "rows": rows}), args.json)
 
     _, rows = run_benchmark(model, lr, hr, samplers, nfes, modes, args.seeds, args.baseline_steps,
-                            args.batch, {"bf16": args.bf16}, report)
+                            args.batch, args.bf16, report)
     print(f"{len(lr)} crops of {model.tile}^3 x {args.seeds} seeds, baseline ddpm x{args.baseline_steps}, "
           f"device {model.device}")
     print(table(rows))

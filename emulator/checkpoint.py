@@ -18,13 +18,13 @@ No pickled code: everything is tensors and plain Python values, read with ``weig
 import os
 import random
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 
 import unet3d
-from emulator import schedule as schedules
-from emulator.config import TrainConfig
+from emulator.config import DEFAULT_MODEL, MODEL_FILE, TrainConfig
 from emulator.denoiser import Denoiser
 from emulator.formulation import Formulation
 from emulator.normalization import Normalization
@@ -60,7 +60,6 @@ class ModelMeta:
         return {"format": FORMAT, "version": VERSION, "config": self.config.to_dict(),
                 "unet": net_config.to_dict(), "spacing": float(self.spacing),
                 "lr_spacing": float(self.lr_spacing), "normalization": self.normalization.to_dict(),
-                "schedule": self.config.schedule, "prediction": self.config.prediction,
                 "formulation": self.formulation.to_dict(), "lr_transfer": self.lr_transfer}
 
     @classmethod
@@ -82,11 +81,11 @@ class ModelMeta:
 
 def build_net(config):
     """The U-Net of a TrainConfig (``unet3d.build(preset, **model_overrides)``); a bad setting is
-    an InputError naming ``--preset`` or the ``model_overrides`` entry."""
+    an InputError naming the ``preset`` setting or the ``model_overrides`` entry."""
     try:
-        return unet3d.build(config.preset, **config.model_overrides)
+        return unet3d.build(config.preset, **dict(config.model_overrides))
     except unet3d.ConfigError as err:
-        source = "--preset" if err.setting == "preset" else f"model_overrides ({err.setting})"
+        source = "preset" if err.setting == "preset" else f"model_overrides ({err.setting})"
         raise InputError(source, err.problem) from err
 
 
@@ -174,7 +173,7 @@ def load_weights(module, weights, path, what):
 class LoadedModel:
     """An inference-ready model: ``net`` holds the EMA weights in eval mode on ``device``.
 
-    config: TrainConfig of the run; schedule: training schedule object; normalization:
+    config: TrainConfig of the run (its ``schedule`` is the training schedule); normalization:
     field transform (``forward(delta)``, ``inverse(x)``); formulation: what ``net`` generates
     (emulator.formulation); lr_transfer: T(k) of the training pairs or None; spacing: HR grid spacing, lr_spacing: LR
     resolution (see :class:`emulator.data.PairBox`), both [Mpc/h] of the training data.
@@ -182,7 +181,6 @@ class LoadedModel:
 
     net: torch.nn.Module
     config: TrainConfig
-    schedule: object
     normalization: Normalization
     formulation: Formulation
     lr_transfer: dict | None
@@ -199,6 +197,10 @@ class LoadedModel:
         return self.config.core
 
     @property
+    def schedule(self):
+        return self.config.schedule
+
+    @property
     def prediction(self):
         return self.config.prediction
 
@@ -210,8 +212,7 @@ class LoadedModel:
 def loaded_model(meta, ema, device):
     """A :class:`LoadedModel` around an EMA module already holding its weights."""
     ema = ema.to(device).eval().requires_grad_(False)
-    return LoadedModel(net=ema, config=meta.config, schedule=schedules.from_dict(meta.config.schedule),
-                       normalization=meta.normalization, formulation=meta.formulation,
+    return LoadedModel(net=ema, config=meta.config, normalization=meta.normalization, formulation=meta.formulation,
                        lr_transfer=meta.lr_transfer, device=torch.device(device),
                        spacing=meta.spacing, lr_spacing=meta.lr_spacing)
 
@@ -224,3 +225,16 @@ def load_model(path, device="cpu"):
     load_weights(net, {k: v.float() if v.is_floating_point() else v for k, v in state["ema"].items()},
                  path, "EMA")
     return loaded_model(meta, net, device)
+
+
+def find_model(path):
+    """The checkpoint file of a ``model`` setting: the path itself, or MODEL_FILE inside a
+    directory (a training run or DEFAULT_MODEL); InputError naming the setting when missing."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / MODEL_FILE
+    if not path.is_file():
+        hint = " (no default model is installed: train one with 'emulator train' and pass " \
+               "--model RUN_DIR)" if path.parent == DEFAULT_MODEL else ""
+        raise InputError("model", f"{path} does not exist{hint}")
+    return str(path)

@@ -1,29 +1,83 @@
-"""Training configuration: one frozen dataclass, validated at construction, written to every run.
+"""Settings: the frozen, validated objects that say what a run does, written to every output.
 
 ``TrainConfig`` holds everything that determines a training run; ``emulator train`` resolves it
 from defaults, an optional JSON file and command-line flags and writes ``RUN_DIR/config.json``.
 A checkpoint stores ``to_dict()``; resuming checks that the stored and the new configuration
 agree on every field except the run-length and bookkeeping ones in ``RESUMABLE_FIELDS``.
+``GenerationSettings`` says how tiles are sampled (upsampling, outpainting, the training's
+validation pass, the benchmarks) and is recorded in every emulated field.
+
+Errors name the setting (``InputError("steps", ...)``); the command line maps settings to its
+flags in one place (emulator.cli). This module does not import torch, so that ``emulator --help``
+stays fast; the names it checks against are defined here and used by the modules that implement
+them (emulator.denoiser, emulator.formulation, emulator.samplers).
 """
 import dataclasses
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from pathlib import Path
 
-from emulator.denoiser import PREDICTIONS
-from emulator.formulation import FORMULATIONS
 from emulator.geometry import halo_width
-from emulator.normalization import DEFAULT_EPS
-from emulator.samplers import SAMPLERS
-from emulator.schedule import LinearSchedule
+from emulator.schedule import SPACINGS, LinearSchedule
 from emulator.schedule import from_dict as schedule_from_dict
 from sims.errors import InputError
 
+DEFAULT_MODEL = Path(__file__).resolve().parent / "default_model"
+"""The packaged default model's directory (its model card is MODEL_CARD.md there)."""
+MODEL_FILE = "model.pt"
+"""The inference checkpoint inside a run directory (``emulator train --out``) or DEFAULT_MODEL."""
+PREDICTIONS = ("eps", "v")
+"""Network targets (emulator.denoiser)."""
+FORMULATIONS = ("palette", "residual")
+"""What the network generates (emulator.formulation)."""
+SAMPLER_SCHEDULES = {"ddpm": "trained", "ddim": "karras", "dpmpp-2m": "karras",
+                     "dpmpp-2m-sde": "karras", "heun": "karras"}
+"""Every sampler of emulator.samplers.SAMPLERS with its default sigma schedule: ddpm walks the
+trained levels (the reference baseline with all of them); the others use Karras et al.'s rho = 7
+spacing."""
+DEFAULT_NORM_EPS = 0.1
+"""eps of the log normalisation log(eps + 1 + delta) (emulator.normalization)."""
 LEGACY_DEFAULTS = {"formulation": "palette", "lr_band": 0.0}
 """Values of fields added after the first release, for configurations written before them."""
+RENAMED_FIELDS = {"lr": "learning_rate"}
+"""Old name -> new name of fields renamed since the first release."""
 
 RESUMABLE_FIELDS = frozenset({"data", "steps", "val_every", "save_every", "log_every", "num_workers"})
 """Fields that may change between an interrupted run and its ``--resume``."""
+
+
+def check_int(name, value, minimum=1):
+    """InputError naming setting ``name`` unless ``value`` is an integer >= ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise InputError(name, f"must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def check_number(name, value, low, high, open_low=False, open_high=False):
+    """InputError naming setting ``name`` unless ``value`` is a finite number in the interval."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) \
+        and (low < value if open_low else low <= value) and (value < high if open_high else value <= high)
+    if not ok:
+        interval = f"{'(' if open_low else '['}{low}, {high}{')' if open_high else ']'}"
+        raise InputError(name, f"must be a number in {interval}, got {value!r}")
+    return value
+
+
+def check_choice(name, value, choices):
+    """InputError naming setting ``name`` unless ``value`` is one of ``choices``."""
+    if value not in choices:
+        raise InputError(name, f"must be one of {sorted(choices)}, got {value!r}")
+    return value
+
+
+def fields_from_dict(cls, d, source, what):
+    """``cls(**d)`` for a settings dataclass; unknown keys are an InputError naming ``source``."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - names)
+    if unknown:
+        raise InputError(source, f"unknown {what} {unknown}; valid: {sorted(names)}")
+    return cls(**d)
 
 
 @dataclass(frozen=True)
@@ -31,13 +85,15 @@ class TrainConfig:
     """A training run.
 
     data: directory of paired box files (datasets ``lr``, ``hr``).
-    preset, model_overrides: the U-Net (``unet3d.build(preset, **model_overrides)``).
+    preset, model_overrides: the U-Net (``unet3d.build(preset, **dict(model_overrides))``);
+        overrides are stored as sorted (name, value) pairs and given as a dict or such pairs.
     tile, core: training crop side and outpainting core [voxels]; halo = (tile - core) / 2.
     batch: examples per rank and step. steps: optimiser steps in total.
-    lr, weight_decay, grad_clip: AdamW learning rate, decoupled weight decay, max gradient norm.
+    learning_rate, weight_decay, grad_clip: AdamW learning rate, decoupled weight decay, max
+        gradient norm.
     ema: EMA decay of the inference weights (warmed up as min(ema, (1 + n) / (10 + n))).
     p_mask: probability that an example carries an outpainting known-halo mask (phases 1..7).
-    schedule: training noise schedule as ``emulator.schedule`` ``to_dict()`` output.
+    schedule: training noise schedule (emulator.schedule; given as one or as its ``to_dict()``).
     prediction: network target, "v" or "eps" (the reference; at large sigma it amplifies the
         network's error by sigma, which a briefly trained residual model does not survive).
     formulation: what is generated (emulator.formulation): "palette" (the normalised HR, the
@@ -55,21 +111,21 @@ class TrainConfig:
 
     data: str = ""
     preset: str = "small"
-    model_overrides: dict = field(default_factory=dict)
+    model_overrides: tuple = ()
     tile: int = 48
     core: int = 24
     batch: int = 8
     steps: int = 100_000
-    lr: float = 1e-4
+    learning_rate: float = 1e-4
     weight_decay: float = 0.0
     grad_clip: float = 1.0
     ema: float = 0.9999
     p_mask: float = 0.8
-    schedule: dict = field(default_factory=lambda: LinearSchedule().to_dict())
+    schedule: LinearSchedule = LinearSchedule()
     prediction: str = "v"
     formulation: str = "residual"
     lr_band: float = 0.5
-    norm_eps: float = DEFAULT_EPS
+    norm_eps: float = DEFAULT_NORM_EPS
     val_files: int = 1
     val_every: int = 1000
     val_samples: int = 4
@@ -82,58 +138,111 @@ class TrainConfig:
     num_workers: int = 0
 
     def __post_init__(self):
-        object.__setattr__(self, "model_overrides", dict(self.model_overrides))
-        object.__setattr__(self, "schedule", schedule_from_dict(self.schedule).to_dict())
+        overrides = self.model_overrides
+        pairs = overrides.items() if isinstance(overrides, dict) else overrides
+        object.__setattr__(self, "model_overrides", tuple(sorted((str(k), v) for k, v in pairs)))
+        if isinstance(self.schedule, dict):
+            object.__setattr__(self, "schedule", schedule_from_dict(self.schedule))
         for name in ("tile", "core", "batch", "steps", "val_samples", "val_steps", "save_every",
                      "log_every"):
-            _check_int(name, getattr(self, name), minimum=1)
+            check_int(name, getattr(self, name), minimum=1)
         for name in ("val_files", "val_every", "seed", "num_workers"):
-            _check_int(name, getattr(self, name), minimum=0)
+            check_int(name, getattr(self, name), minimum=0)
         try:
             halo_width(self.tile, self.core)
         except ValueError as err:
-            raise InputError("--tile", str(err)) from err
-        _check_range("lr", self.lr, 0.0, math.inf, open_low=True)
-        _check_range("weight_decay", self.weight_decay, 0.0, math.inf)
-        _check_range("grad_clip", self.grad_clip, 0.0, math.inf, open_low=True)
-        _check_range("ema", self.ema, 0.0, 1.0, open_high=True)
-        _check_range("p_mask", self.p_mask, 0.0, 1.0)
-        _check_range("norm_eps", self.norm_eps, 0.0, math.inf, open_low=True)
-        _check_range("lr_band", self.lr_band, 0.0, 1.0)
-        if self.formulation not in FORMULATIONS:
-            raise InputError("--formulation", f"must be one of {FORMULATIONS}, got {self.formulation!r}")
-        if self.val_sampler not in SAMPLERS:
-            raise InputError("--val-sampler", f"unknown sampler {self.val_sampler!r}; choose one of "
-                             f"{sorted(SAMPLERS)}")
-        if self.prediction not in PREDICTIONS:
-            raise InputError("--prediction", f"must be one of {PREDICTIONS}, got {self.prediction!r}")
+            raise InputError("tile", str(err)) from err
+        check_number("learning_rate", self.learning_rate, 0.0, math.inf, open_low=True)
+        check_number("weight_decay", self.weight_decay, 0.0, math.inf)
+        check_number("grad_clip", self.grad_clip, 0.0, math.inf, open_low=True)
+        check_number("ema", self.ema, 0.0, 1.0, open_high=True)
+        check_number("p_mask", self.p_mask, 0.0, 1.0)
+        check_number("norm_eps", self.norm_eps, 0.0, math.inf, open_low=True)
+        check_number("lr_band", self.lr_band, 0.0, 1.0)
+        check_choice("formulation", self.formulation, FORMULATIONS)
+        check_choice("val_sampler", self.val_sampler, SAMPLER_SCHEDULES)
+        check_choice("prediction", self.prediction, PREDICTIONS)
 
     def to_dict(self):
         """Plain dict (JSON-ready) of every field."""
-        return dataclasses.asdict(self)
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return {**d, "model_overrides": dict(self.model_overrides), "schedule": self.schedule.to_dict()}
 
     @classmethod
     def from_dict(cls, d, source="config"):
         """Rebuild from ``to_dict()`` output; unknown keys are an InputError naming ``source``."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise InputError(source, f"unknown training option(s) {unknown}; valid: {sorted(names)}")
-        return cls(**d)
+        return fields_from_dict(cls, d, source, "training option(s)")
 
     @classmethod
     def from_stored(cls, d, source):
-        """Rebuild a configuration written by a run, which may predate fields (LEGACY_DEFAULTS)."""
+        """Rebuild a configuration written by a run, which may predate fields (LEGACY_DEFAULTS)
+        or use old names (RENAMED_FIELDS)."""
+        d = {RENAMED_FIELDS.get(k, k): v for k, v in d.items()}
         return cls.from_dict({**LEGACY_DEFAULTS, **d}, source)
 
     def replace(self, **changes):
         """A validated copy with some fields changed."""
-        return self.from_dict({**self.to_dict(), **changes})
+        return dataclasses.replace(self, **changes)
 
     def differences(self, other):
         """Names of fields outside ``RESUMABLE_FIELDS`` whose values differ from ``other``'s."""
         mine, theirs = self.to_dict(), other.to_dict()
         return sorted(k for k in mine if k not in RESUMABLE_FIELDS and mine[k] != theirs[k])
+
+    def validation_settings(self):
+        """The GenerationSettings of the validation pass."""
+        return GenerationSettings(sampler=self.val_sampler, steps=self.val_steps)
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    """How tiles are sampled (emulator.generate.generate_tiles).
+
+    sampler: a sampler of emulator.samplers.SAMPLERS. steps: its number of steps.
+    sigma_schedule: noise levels of the steps, a key of emulator.schedule.SPACINGS (None: the
+        sampler's default, SAMPLER_SCHEDULES; stored resolved).
+    lr_consistency: None (the model's trained band, if any), or a fraction in (0, 1] of the LR
+        Nyquist below which every x0 estimate takes the LR's modes.
+    mass_conservation: the generated voxels of each tile hold the LR's mass there.
+    bf16: bf16 autocast of the network on CUDA (ignored on CPU).
+    sampler_options: further keywords of the sampler (eta, s_churn, s_noise, ...), as sorted
+        (name, value) pairs with JSON values; given as a dict or such pairs, checked against
+        the sampler's signature.
+    """
+
+    sampler: str = "dpmpp-2m"
+    steps: int = 20
+    sigma_schedule: str | None = None
+    lr_consistency: float | None = None
+    mass_conservation: bool = True
+    bf16: bool = False
+    sampler_options: tuple = ()
+
+    def __post_init__(self):
+        check_choice("sampler", self.sampler, SAMPLER_SCHEDULES)
+        check_int("steps", self.steps)
+        if self.sigma_schedule is None:
+            object.__setattr__(self, "sigma_schedule", SAMPLER_SCHEDULES[self.sampler])
+        check_choice("sigma_schedule", self.sigma_schedule, SPACINGS)
+        if self.lr_consistency is not None:
+            check_number("lr_consistency", self.lr_consistency, 0.0, 1.0, open_low=True)
+        options = self.sampler_options
+        pairs = options.items() if isinstance(options, dict) else options
+        object.__setattr__(self, "sampler_options", tuple(sorted((str(k), v) for k, v in pairs)))
+
+    def to_dict(self):
+        """Plain dict (JSON-ready) of every field."""
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return {**d, "sampler_options": dict(self.sampler_options)}
+
+    @classmethod
+    def from_dict(cls, d, source="generation settings"):
+        """Rebuild from ``to_dict()`` output; unknown keys are an InputError naming ``source``."""
+        return fields_from_dict(cls, d, source, "generation setting(s)")
+
+    def replace(self, **changes):
+        """A validated copy with some fields changed."""
+        return dataclasses.replace(self, **changes)
 
 
 def read_config_file(path):
@@ -148,16 +257,3 @@ def read_config_file(path):
     if not isinstance(d, dict):
         raise InputError(path, "config file must hold a JSON object of training options")
     return d
-
-
-def _check_int(name, value, minimum):
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise InputError(f"--{name.replace('_', '-')}", f"must be an integer >= {minimum}, got {value!r}")
-
-
-def _check_range(name, value, low, high, open_low=False, open_high=False):
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) \
-        and (low < value if open_low else low <= value) and (value < high if open_high else value <= high)
-    if not ok:
-        interval = f"{'(' if open_low else '['}{low}, {high}{')' if open_high else ']'}"
-        raise InputError(f"--{name.replace('_', '-')}", f"must be a number in {interval}, got {value!r}")

@@ -58,7 +58,7 @@ class PairBox:
     lr: np.ndarray
     hr: np.ndarray
     box_size: float
-    n_lr: int
+    n_lr: float
     source: str
 
     @property

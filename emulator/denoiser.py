@@ -29,20 +29,18 @@ import contextlib
 
 import torch
 
-PREDICTIONS = ("eps", "v")
+from emulator.config import PREDICTIONS
 
 
-def condition_channels(lr, known=None, mask=None):
-    """Condition tensor (B, C_cond, D, H, W) from normalised (B, 1, D, H, W) tensors.
-
-    [lr] when ``known`` and ``mask`` are None, else [lr, known * mask, mask] with the mask as
-    0/1 in lr's dtype (known values are zeroed where unknown, so the channel carries no HR
-    information about the voxels to generate). Used by training and generation alike.
+def condition_channels(in_channels, lr, known, mask):
+    """Condition tensor (B, C_cond, D, H, W) of a network with ``in_channels`` inputs from
+    normalised (B, 1, D, H, W) tensors: [lr] for 2 (the reference layout, which cannot see
+    outpainting context), else [lr, known * mask, mask] with the mask as 0/1 in lr's dtype
+    (known values are zeroed where unknown, so the channel carries no HR information about the
+    voxels to generate). Used by training and generation alike.
     """
-    if known is None and mask is None:
+    if in_channels == 2:
         return lr
-    if known is None or mask is None:
-        raise ValueError("known and mask go together: give both or neither")
     mask = mask.to(lr.dtype)
     return torch.cat([lr, known * mask, mask], dim=1)
 

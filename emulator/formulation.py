@@ -40,7 +40,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-FORMULATIONS = ("palette", "residual")
+from emulator.config import FORMULATIONS
+
 SMOOTH_FLOOR = 1e-3
 """Least smoothed density [mean] divided by in the band projection (an empty region stays empty)."""
 

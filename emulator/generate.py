@@ -6,6 +6,7 @@ draw of a stochastic sampler come from its own ``torch.Generator(seed)`` (on the
 numbers do not depend on the device either), never on the batch it is generated in or the rank.
 """
 import functools
+import inspect
 
 import numpy as np
 import torch
@@ -17,27 +18,15 @@ from emulator.samplers import SAMPLERS, randn
 from emulator.schedule import SPACINGS
 from sims.errors import InputError
 
-DEFAULT_SPACING = {"ddpm": "trained"}
-"""Sampling schedule of each sampler unless chosen: ddpm walks the trained levels (the reference
-baseline with all of them); every other sampler uses Karras et al.'s rho = 7 spacing."""
-
-
-def lr_band(model, lr_consistency, tile):
-    """Cut in modes of a ``tile``-voxel cube for ``lr_consistency`` = fraction f of the LR Nyquist
-    (None: the model's own trained band, if any)."""
-    fraction = model.formulation.lr_band if lr_consistency is None else lr_consistency
-    if lr_consistency is not None and not 0.0 < lr_consistency <= 1.0:
-        raise InputError("--lr-consistency",
-                         f"must be a fraction of the LR Nyquist in (0, 1], got {lr_consistency}")
-    return band_modes(fraction, tile, model.spacing, model.lr_spacing) if fraction > 0 else None
+CONTEXT_KEYWORDS = frozenset({"generator", "known", "mask", "callback"})
+"""Sampler keywords that generate_tiles itself passes (emulator.samplers' common signature)."""
 
 
 def conserve_mass(delta, lr, mask):
     """Rescale the generated voxels of each tile to hold the LR's mass there.
 
     Dark-matter mass is conserved and the LR and HR runs share their initial conditions, so a
-    region several LR particle spacings wide holds the same mass in both (the held-out pair of the
-    default model: 12.5 Mpc/h blocks agree to 6.4%, scatter 1.9%). With rho / rho_mean = 1 + delta
+    region several LR particle spacings wide holds nearly the same mass in both. With rho / rho_mean = 1 + delta
     and U_b the generated voxels of tile b (``mask`` False):
 
         1 + delta <- (1 + delta) sum_U (1 + delta_LR) / sum_U (1 + delta)    on U_b
@@ -54,53 +43,55 @@ def conserve_mass(delta, lr, mask):
     return np.where(free, (1.0 + delta) * scale - 1.0, delta).astype(np.float32)
 
 
-def sampling_plan(model, sampler="dpmpp-2m", steps=20, spacing=None, lr_consistency=None, tile=None):
+def sampling_plan(model, settings, tile=None):
     """(sampler function, sigmas, band cut in modes of a ``tile``-voxel cube (default the model's)
-    or None) of these settings; InputError naming the flag of a bad one. Callers check settings
-    with it before they touch any output."""
-    sample = _sampler(sampler)
-    sigmas = _spacing(spacing or DEFAULT_SPACING.get(sampler, "karras"))(model.schedule, steps)
-    return sample, sigmas, lr_band(model, lr_consistency, tile or model.tile)
+    or None) of GenerationSettings ``settings`` for ``model``; InputError naming the setting of
+    one the sampler does not take. Callers check settings with it before they touch any output."""
+    sample = SAMPLERS[settings.sampler]
+    accepted = {name for name, p in inspect.signature(sample).parameters.items()
+                if p.kind is p.KEYWORD_ONLY} - CONTEXT_KEYWORDS
+    unknown = sorted(set(dict(settings.sampler_options)) - accepted)
+    if unknown:
+        raise InputError("sampler_options", f"{settings.sampler} takes {sorted(accepted)}, not {unknown}")
+    sigmas = SPACINGS[settings.sigma_schedule](model.schedule, settings.steps)
+    fraction = model.formulation.lr_band if settings.lr_consistency is None else settings.lr_consistency
+    k_cut = band_modes(fraction, tile or model.tile, model.spacing, model.lr_spacing) if fraction > 0 else None
+    return sample, sigmas, k_cut
 
 
-def generate_tiles(model, lr, known, mask, seeds, sampler="dpmpp-2m", steps=20, batch_size=None, *,
-                   spacing=None, options=None, lr_consistency=None,
-                   mass_conservation=True, bf16=False, progress=False):
+def generate_tiles(model, settings, lr, known, mask, seeds, batch_size=None, progress=False):
     """Sample HR tiles given their LR and known context.
 
-    model: emulator.checkpoint.LoadedModel. lr, known: float32 (B, t, t, t) overdensity on the
-    HR grid (known is ignored where mask is False; None: no context); mask: bool (B, t, t, t)
-    or None. seeds: B ints, tile b's noise comes from torch.Generator().manual_seed(seeds[b]).
-    sampler: a key of emulator.samplers.SAMPLERS; steps: its number of steps; spacing: a key of
-    emulator.schedule.SPACINGS (default: DEFAULT_SPACING); options: extra sampler keywords
-    (eta, s_churn, corrector, ...). batch_size: tiles per network batch (default: all).
-    Every x0 estimate goes through the model's :meth:`emulator.formulation.Formulation.project`:
-    kept in the physical range, so no output is non-finite, and tied to the LR's large scales
-    when the model has a band or ``lr_consistency`` is given. lr_consistency: None (the model's
-    trained band, if any), or a fraction f of the LR Nyquist. A network that returns NaN is an
-    InputError naming the tiles' seeds.
-    mass_conservation: the generated voxels hold the LR's mass (:func:`conserve_mass`).
-    bf16: bf16 autocast of the network on CUDA. Returns float32 (B, t, t, t) overdensity whose
-    known voxels equal ``known`` exactly.
+    model: emulator.checkpoint.LoadedModel. settings: emulator.config.GenerationSettings.
+    lr, known: float32 (B, t, t, t) overdensity on the HR grid (known is ignored where mask is
+    False; None: no context); mask: bool (B, t, t, t) or None. seeds: B ints, tile b's noise
+    comes from torch.Generator().manual_seed(seeds[b]). batch_size: tiles per network batch
+    (default: all). Every x0 estimate goes through the model's
+    :meth:`emulator.formulation.Formulation.project`: kept in the physical range, so no output
+    is non-finite, and tied to the LR's large scales when the model has a band or the settings
+    ask for LR consistency. A network that returns NaN is an InputError naming the tiles' seeds.
+    Returns float32 (B, t, t, t) overdensity whose known voxels equal ``known`` exactly.
     """
     lr, known, mask = _checked_tiles(lr, known, mask, seeds)
-    sample, sigmas, k_cut = sampling_plan(model, sampler, steps, spacing, lr_consistency, lr.shape[-1])
-    denoiser = model.denoiser(autocast=torch.bfloat16 if bf16 and model.device.type == "cuda" else None)
+    sample, sigmas, k_cut = sampling_plan(model, settings, lr.shape[-1])
+    use_bf16 = settings.bf16 and model.device.type == "cuda"
+    denoiser = model.denoiser(autocast=torch.bfloat16 if use_bf16 else None)
+    options = dict(settings.sampler_options)
     batch_size = batch_size or len(lr)
     out = np.empty_like(lr)
     bar = tqdm(total=len(lr) * (len(sigmas) - 1), unit="step", disable=not progress)
     for start in range(0, len(lr), batch_size):
         part = slice(start, start + batch_size)
         out[part] = _generate_batch(model, denoiser, sample, sigmas, lr[part], known[part], mask[part],
-                                    seeds[part], options or {}, k_cut,
+                                    seeds[part], options, k_cut,
                                     callback=lambda info, n=len(lr[part]): bar.update(n))
     bar.close()
     broken = np.flatnonzero(~np.isfinite(out).all(axis=(1, 2, 3)))
     if broken.size:       # the projection bounds every estimate: only NaN from the network gets here
-        raise InputError("--model", f"the network returned NaN for tile(s) with seed(s) "
+        raise InputError("model", f"the network returned NaN for tile(s) with seed(s) "
                          f"{[int(seeds[b]) for b in broken[:4]]}: its weights are not usable")
     out = np.where(mask, known, out)
-    return conserve_mass(out, lr, mask) if mass_conservation else out
+    return conserve_mass(out, lr, mask) if settings.mass_conservation else out
 
 
 def _generate_batch(model, denoiser, sample, sigmas, lr, known, mask, seeds, options, k_cut, callback):
@@ -113,8 +104,7 @@ def _generate_batch(model, denoiser, sample, sigmas, lr, known, mask, seeds, opt
 
     lr_n = tensor(norm.forward(lr))
     known_n, mask_t = tensor(norm.forward(np.where(mask, known, 0.0).astype(np.float32))), tensor(mask)
-    cond = condition_channels(lr_n) if model.net.config.in_channels == 2 else \
-        condition_channels(lr_n, known_n, mask_t)
+    cond = condition_channels(model.net.config.in_channels, lr_n, known_n, mask_t)
     D = form.constrained(functools.partial(denoiser, cond=cond), lr_n, norm, k_cut)
     generators = [torch.Generator().manual_seed(int(s)) for s in seeds]
     x = sigmas[0] * randn(lr_n.shape, generators, device=device)
@@ -136,15 +126,3 @@ def _checked_tiles(lr, known, mask, seeds):
     if len(seeds) != len(lr):
         raise ValueError(f"{len(seeds)} seeds for {len(lr)} tiles")
     return lr, known, mask
-
-
-def _sampler(name):
-    if name not in SAMPLERS:
-        raise InputError("--sampler", f"unknown sampler {name!r}; choose one of {sorted(SAMPLERS)}")
-    return SAMPLERS[name]
-
-
-def _spacing(name):
-    if name not in SPACINGS:
-        raise InputError("--spacing", f"unknown sampling schedule {name!r}; choose one of {sorted(SPACINGS)}")
-    return SPACINGS[name]

@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-DEFAULT_EPS = 0.1
+from emulator.config import DEFAULT_NORM_EPS
 
 
 def _log(a):
@@ -40,7 +40,7 @@ class Normalization:
 
     shift: float
     scale: float
-    eps: float = DEFAULT_EPS
+    eps: float = DEFAULT_NORM_EPS
     upper: float = math.inf
 
     def __post_init__(self):
@@ -73,7 +73,7 @@ class Normalization:
         return cls(**{k: float(v) for k, v in d.items()})
 
 
-def fit_normalization(hr_fields, eps=DEFAULT_EPS):
+def fit_normalization(hr_fields, eps=DEFAULT_NORM_EPS):
     """Fit ``shift``, ``scale`` (mean, std of log(1 + delta + eps)) and ``upper`` on HR fields.
 
     ``hr_fields``: iterable of overdensity arrays (any shapes); moments are voxel-weighted over all

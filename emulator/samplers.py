@@ -255,7 +255,16 @@ SAMPLERS = {
 }
 
 
+EVALUATIONS = {
+    "ddpm": lambda steps: steps,
+    "ddim": lambda steps: steps,
+    "dpmpp-2m": lambda steps: steps,
+    "dpmpp-2m-sde": lambda steps: steps,
+    "heun": lambda steps: 2 * steps - 1,          # no correction on the last step, to sigma = 0
+}
+"""Denoiser evaluations of each sampler over a number of steps (corrector aside)."""
+
+
 def evaluations(sampler, steps, corrector=None):
     """Number of denoiser evaluations (NFE) of ``SAMPLERS[sampler]`` over ``steps`` steps."""
-    nfe = 2 * steps - 1 if sampler == "heun" else steps
-    return nfe + (0 if corrector is None else corrector.steps * (steps - 1))
+    return EVALUATIONS[sampler](steps) + (0 if corrector is None else corrector.steps * (steps - 1))

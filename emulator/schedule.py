@@ -142,7 +142,7 @@ def _check_steps(steps):
 
 def _check_sampling_steps(steps):
     if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
-        raise InputError("--steps", f"must be a positive integer, got {steps!r}")
+        raise InputError("steps", f"must be a positive integer, got {steps!r}")
 
 
 def karras_sigmas(schedule, steps, rho=7.0):
@@ -175,7 +175,7 @@ def trained_sigmas(schedule, steps=None):
     steps = len(trained) if steps is None else steps
     _check_sampling_steps(steps)
     if steps > len(trained):
-        raise InputError("--steps", f"{steps} exceeds the {len(trained)} trained noise levels")
+        raise InputError("steps", f"{steps} exceeds the {len(trained)} trained noise levels")
     index = np.round(np.linspace(len(trained) - 1, 0, steps)).astype(np.int64)
     return np.append(trained[index], 0.0)
 

@@ -34,11 +34,11 @@ from emulator import checkpoint as ckpt
 from emulator.data import CropDataset, StepBatches, find_pair_files, load_pairs, split_pairs
 from emulator.denoiser import Denoiser, condition_channels, denoising_loss
 from emulator.formulation import band_modes, fit_formulation
+from emulator.generate import generate_tiles
 from emulator.normalization import fit_normalization
-from emulator.schedule import from_dict as schedule_from_dict
 from sims.errors import InputError
 from sims.outputs import write_text
-from sims.stats import cross_power, fit_lr_transfer, k_nyquist, power_spectrum, ratio_r
+from sims.stats import band_figures, cross_power, fit_lr_transfer, k_nyquist, power_spectrum, ratio_r
 
 STREAM_NOISE, STREAM_VAL, STREAM_VAL_SEEDS = 2, 1, 3
 
@@ -101,21 +101,14 @@ def check_conditioning(config, net):
     (outpainting-capable), 2 = [x, LR] (the reference layout, which cannot take masks)."""
     channels = net.config.in_channels
     if channels not in (2, 4):
-        raise InputError("--preset", f"the U-Net has {channels} input channels; training needs 4 "
+        raise InputError("preset", f"the U-Net has {channels} input channels; training needs 4 "
                          "(noisy HR, LR, known values, mask) or 2 (noisy HR, LR)")
     if channels == 2 and config.p_mask > 0:
-        raise InputError("--p-mask", "a 2-channel network (noisy HR, LR) cannot see outpainting "
+        raise InputError("p_mask", "a 2-channel network (noisy HR, LR) cannot see outpainting "
                          "masks: use --p-mask 0 or a 4-channel preset")
     if config.tile % net.downsample_factor:
-        raise InputError("--tile", f"tile {config.tile} is not a multiple of the U-Net's "
+        raise InputError("tile", f"tile {config.tile} is not a multiple of the U-Net's "
                          f"down-sampling factor {net.downsample_factor}")
-
-
-def batch_condition(batch, in_channels):
-    """Condition channels of a batch dict: [LR, known, mask] or [LR] for a 2-channel network."""
-    if in_channels == 2:
-        return condition_channels(batch["lr"])
-    return condition_channels(batch["lr"], batch["known"], batch["mask"])
 
 
 def band_cut(meta):
@@ -128,7 +121,7 @@ def train_step(denoiser, optimizer, batch, sigma, noise, grad_clip, in_channels,
     """One AdamW step on the loss over unknown voxels, for the formulation's target and through its
     band projection when it has one; returns (loss, gradient norm) tensors."""
     optimizer.zero_grad(set_to_none=True)
-    cond = batch_condition(batch, in_channels)
+    cond = condition_channels(in_channels, batch["lr"], batch["known"], batch["mask"])
     form, k_cut = meta.formulation, band_cut(meta)
     project = None if k_cut is None else functools.partial(
         form.project, y_lr=batch["lr"], normalization=meta.normalization, k_cut=k_cut)
@@ -208,7 +201,7 @@ def open_run(config, out_dir, resume, train_boxes, device):
     check_conditioning(config, net)
     net = net.to(device).train()
     ema = copy.deepcopy(net).eval().requires_grad_(False)
-    optimizer = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = torch.optim.AdamW(net.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     run = Run(meta=new_meta(config, train_boxes), net=net, ema=ema, optimizer=optimizer, step=0)
     if resume and os.path.exists(path):
         restore(path, run)
@@ -256,11 +249,11 @@ def spectra_summary(sr, hr, lr, box_size, k_split):
     r_sr, r_lr = ratio_r(total(cross_power, sr, hr), p_sr, p_hr), ratio_r(total(cross_power, lr, hr), p_lr, p_hr)
     k = power_spectrum(hr[0], box_size).k
     out = {"k": k.tolist(), "pk_ratio": ratio.tolist(), "r": r_sr.tolist(), "r_lr": r_lr.tolist()}
-    for name, sel in (("low", k < k_split), ("all", k < k_nyquist(hr.shape[-1], box_size))):
-        if sel.any():
-            out.update({f"pk_ratio_{name}": float(ratio[sel].mean()),
-                        f"pk_maxdev_{name}": float(np.abs(ratio[sel] - 1).max()),
-                        f"r_{name}": float(r_sr[sel].mean()), f"r_lr_{name}": float(r_lr[sel].mean())})
+    for name, k_max in (("low", k_split), ("all", k_nyquist(hr.shape[-1], box_size))):
+        band = band_figures(k, k_max, ratio, r_sr, r_lr)
+        if band:
+            out.update({f"pk_ratio_{name}": band["pk_ratio_mean"], f"pk_maxdev_{name}": band["pk_ratio_maxdev"],
+                        f"r_{name}": band["r_mean"], f"r_lr_{name}": band["r_reference_mean"]})
     return out
 
 
@@ -270,15 +263,14 @@ def validate(run, boxes, device):
     The crops are the same at every pass (keys (0, i) of the validation stream). x0 estimates are
     kept in the physical range (emulator.formulation), which keeps an early, barely trained
     model's samples finite."""
-    from emulator.generate import generate_tiles
     cfg = run.meta.config
     ds = CropDataset([(b.lr, b.hr) for b in boxes], cfg.tile, cfg.core, 0.0, cfg.seed, STREAM_VAL)
     examples = [ds[(0, i)] for i in range(cfg.val_samples)]
     lr, hr = (np.stack([e[key][0].numpy() for e in examples]) for key in ("lr", "hr"))
     seeds = [seed_for(cfg.seed, STREAM_VAL_SEEDS, i) for i in range(cfg.val_samples)]
     model = ckpt.loaded_model(run.meta, run.ema, device)
-    sr = generate_tiles(model, lr, np.zeros_like(lr), np.zeros(lr.shape, dtype=bool), seeds,
-                        sampler=cfg.val_sampler, steps=cfg.val_steps, bf16=cfg.bf16)
+    settings = cfg.validation_settings().replace(bf16=cfg.bf16)
+    sr = generate_tiles(model, settings, lr, None, None, seeds)
     return spectra_summary(sr, hr, lr, cfg.tile * run.meta.spacing, 0.5 * np.pi / run.meta.lr_spacing)
 
 
@@ -313,7 +305,7 @@ def train(config, out_dir, resume=False, progress=True):
         model = torch.nn.parallel.DistributedDataParallel(
             run.net, device_ids=[env.device.index] if env.device.type == "cuda" else None)
     autocast = torch.bfloat16 if env.device.type == "cuda" and config.bf16 else None
-    schedule = schedule_from_dict(config.schedule)
+    schedule = config.schedule
     denoiser = Denoiser(model, schedule, config.prediction, autocast=autocast)
     sigmas = torch.as_tensor(schedule.sigmas(), dtype=torch.float32)
     dataset = CropDataset([(run.meta.normalization.forward(b.lr), run.meta.normalization.forward(b.hr))

@@ -150,15 +150,15 @@ class Plan:
         for name in ("n", "tile", "core", "ranks"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise InputError(f"--{name}", f"must be a positive integer, got {value!r}")
+                raise InputError(name, f"must be a positive integer, got {value!r}")
         try:
             halo_width(self.tile, self.core)
         except ValueError as err:
-            raise InputError("--tile", str(err)) from err
+            raise InputError("tile", str(err)) from err
         try:
             blocks_per_axis(self.n, self.core)
         except ValueError as err:
-            raise InputError("--core", f"{err}; cores that fit tile {self.tile}: "
+            raise InputError("core", f"{err}; cores that fit tile {self.tile}: "
                              f"{fitting_cores(self.n, self.tile) or 'none'}") from err
         if self.ranks > self.max_ranks:
             raise InputError("mpiexec -n", (

@@ -1,9 +1,10 @@
 """Outpaint a large LR box into an HR box: the 8-phase schedule over MPI ranks, resumable.
 
-:func:`upsample_box` is what ``emulator upsample`` runs when the LR box is larger than one tile.
+:func:`upsample_box` is what :func:`outpaint.upsample.upsample` runs when the LR box is larger
+than one tile.
 Every rank calls it with the same arguments (``mpiexec -n R emulator upsample ...``). Each rank
 reads its pencil of the LR box (its rectangle of rows plus halos, outpaint.plan), generates its
-tiles phase by phase in batches through one generator call (``emulator.generate.generate_tiles``
+tiles phase by phase in batches through one tile-generator call (``emulator.generate.generate_tiles``
 by default), keeps only the cores, exchanges halos with its neighbours (outpaint.mpi) and records
 progress after every batch (outpaint.writer). Rank 0 writes the output once every row is complete.
 
@@ -21,12 +22,16 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm import tqdm
 
+from emulator.checkpoint import find_model, load_model
+from emulator.config import GenerationSettings, check_int
+from emulator.generate import generate_tiles, sampling_plan
 from emulator.geometry import PHASES, known_mask, periodic_crop, tile_origin
 from outpaint.mpi import abort_on_error, device_for_rank, exchange_halos, run_lock, world
 from outpaint.plan import Plan, tile_seed
 from outpaint.writer import RunState, state_path, write_output
 from sims.errors import InputError
 from sims.h5io import FieldSpec, field_dataset, open_h5, real_number
+from sims.mesh import resample_overdensity
 from sims.outputs import check_writable
 
 LR_DATASET = "lr"
@@ -84,29 +89,34 @@ def open_lr(lr_spec, model):
     return LRSource(spec, shape[0], hr_grid(str(spec), shape[0], box_size, model), box_size, attrs)
 
 
+def read_lr_box(source):
+    """The whole LR box on the output grid, float32 (n, n, n): on the model's LR grid it is
+    Fourier-resampled (sims.mesh.resample_overdensity, clipped at delta = -1 as in training)."""
+    with open_h5(source.spec.path) as f:
+        lr = np.asarray(f[source.spec.dataset][...], dtype=np.float32)
+    return lr if source.n_file == source.n else resample_overdensity(lr, source.n)
+
+
 def read_local_lr(source, plan, rank):
     """This rank's LR pencil on the output grid (float32, :meth:`Plan.local_shape`: rows plus halos).
 
     On the HR grid the pencil is read directly. On the model's LR grid the whole box is read and
-    Fourier-resampled (sims.mesh.resample_overdensity, clipped at delta = -1 as in training),
-    which costs n^3 transient memory per rank: for very large boxes paint the LR on the HR grid
-    instead.
+    resampled (:func:`read_lr_box`), which costs n^3 transient memory per rank: for very large
+    boxes paint the LR on the HR grid instead.
     """
+    if source.n_file != plan.n:
+        return plan.read_local(read_lr_box(source), rank)
     with open_h5(source.spec.path) as f:
-        dset = f[source.spec.dataset]
-        if source.n_file == plan.n:
-            return plan.read_local(dset, rank)
-        from sims.mesh import resample_overdensity
-        full = resample_overdensity(np.asarray(dset[...], dtype=np.float32), plan.n)
-    return plan.read_local(full, rank)
+        return plan.read_local(f[source.spec.dataset], rank)
 
 
-def check_lr_values(comm, source, lr):
-    """InputError on every rank when any rank's LR pencil holds NaN/Inf or values below delta = -1."""
-    bad = comm.allreduce(int(np.count_nonzero(~np.isfinite(lr))))
+def check_lr_values(source, lr, comm=None):
+    """InputError when the LR values ``lr`` hold NaN/Inf or values below delta = -1; with
+    ``comm``, on every rank when any rank's part does (collective)."""
+    counts = np.array([np.count_nonzero(~np.isfinite(lr)), np.count_nonzero(lr < DELTA_MIN)])
+    bad, low = counts if comm is None else comm.allreduce(counts)
     if bad:
         raise InputError(str(source.spec), f"contains {bad} NaN/Inf values")
-    low = comm.allreduce(int(np.count_nonzero(lr < DELTA_MIN)))
     if low:
         raise InputError(str(source.spec), f"must be an overdensity (delta >= -1); {low} values are below -1")
 
@@ -166,12 +176,12 @@ def keep_cores(plan, state, field, origin, blocks, tiles):
         state.store(int(row), blocks[rows == row], cores[rows == row])
 
 
-def generate_batch(generator, plan, lr, field, origin, blocks, phase, seed):
-    """Run the generator on one batch; checks the shape and finiteness of what comes back."""
+def generate_batch(tile_generator, plan, lr, field, origin, blocks, phase, seed):
+    """Run the tile generator on one batch; checks the shape and finiteness of what comes back."""
     lr_tiles, known, mask, seeds = tile_inputs(plan, lr, field, origin, blocks, phase, seed)
-    tiles = np.asarray(generator(lr_tiles, known, mask, seeds), dtype=np.float32)
+    tiles = np.asarray(tile_generator(lr_tiles, known, mask, seeds), dtype=np.float32)
     if tiles.shape != lr_tiles.shape or not np.all(np.isfinite(tiles)):
-        raise RuntimeError(f"generator returned shape {tiles.shape} (expected {lr_tiles.shape}) "
+        raise RuntimeError(f"tile generator returned shape {tiles.shape} (expected {lr_tiles.shape}) "
                            "or non-finite values")
     return tiles
 
@@ -183,7 +193,7 @@ def pending(plan, done, phase, rank):
     return blocks[plan.row_position(blocks) >= recorded]
 
 
-def run_phases(comm, plan, state, lr, generator, seed, batch_size, timings=None):
+def run_phases(comm, plan, state, lr, tile_generator, seed, batch_size, timings=None):
     """Generate every pending tile of this rank, phase by phase; exchange halos after each phase;
     rank 0 shows a tqdm bar (phase, tiles recorded, ETA). ``timings``: a list to append, per
     phase, this rank's ``{"tiles": k, "generate": s, "store": s, "exchange": s}`` [seconds]:
@@ -207,7 +217,7 @@ def run_phases(comm, plan, state, lr, generator, seed, batch_size, timings=None)
             for start in range(0, len(todo), batch_size):
                 blocks = todo[start:start + batch_size]
                 t0 = time.perf_counter()
-                tiles = generate_batch(generator, plan, lr, field, origin, blocks, phase, seed)
+                tiles = generate_batch(tile_generator, plan, lr, field, origin, blocks, phase, seed)
                 t1 = time.perf_counter()
                 keep_cores(plan, state, field, origin, blocks, tiles)
                 spent["generate"] += t1 - t0
@@ -223,22 +233,6 @@ def run_phases(comm, plan, state, lr, generator, seed, batch_size, timings=None)
             bar.refresh()
 
 
-def default_generator(model, sampler, steps, batch_size, options=None):
-    """``emulator.generate.generate_tiles`` bound to the loaded model, the sampler settings and
-    any further keywords of generate_tiles in ``options`` (lr_consistency, bf16, ...)."""
-    from emulator.generate import generate_tiles
-    return functools.partial(generate_tiles, model, sampler=sampler, steps=steps, batch_size=batch_size,
-                             **(options or {}))
-
-
-def check_generate_options(model, sampler, steps, options=None):
-    """InputError now, before any output is touched, for what generate_tiles would refuse
-    (sampler, --spacing, --steps, --lr-consistency): emulator.generate.sampling_plan's checks."""
-    from emulator.generate import sampling_plan
-    options = options or {}
-    sampling_plan(model, sampler, steps, options.get("spacing"), options.get("lr_consistency"))
-
-
 def check_model_tile(model, tile, core):
     """The model's trained tile and core, or InputError when ``tile``/``core`` differ from them
     (the network only knows the masks of its own tile and core)."""
@@ -247,66 +241,69 @@ def check_model_tile(model, tile, core):
     tile = model.tile if tile is None else tile
     core = model.core if core is None else core
     if (tile, core) != (model.tile, model.core):
-        raise InputError("--tile", f"the model was trained on tile {model.tile} and core "
+        raise InputError("tile", f"the model was trained on tile {model.tile} and core "
                          f"{model.core}; got tile {tile} and core {core}")
     return tile, core
 
 
-def upsample_box(model_path, lr_spec, out_path, *, tile=None, core=None, sampler="dpmpp-2m", steps=20,
-                 seed=0, batch_size=8, resume=False, force=False, comm=None, generator=None,
-                 generate_options=None, timings=None):
-    """Outpaint the LR box ``lr_spec`` (FILE[:DATASET], default dataset ``lr``) into dataset
-    ``sr`` (1, n, n, n) of ``out_path`` with the model ``model_path``; collective over ``comm``
-    (default COMM_WORLD). Returns ``out_path``.
+def provenance(model_name, source, settings, seed, tile, core, samples, ranks):
+    """The attributes of every emulated field: what made it (model, LR box, GenerationSettings
+    ``settings`` as ``generation``, seed, samples, tile, core, MPI ranks) and the LR's
+    ``redshift`` and ``cosmology`` where it has them."""
+    carried = {k: source.attrs[k] for k in ("redshift", "cosmology") if k in source.attrs}
+    return {"model": model_name, "lr": f"{os.path.abspath(source.spec.path)}:{source.spec.dataset}",
+            "box_size": source.box_size, "seed": int(seed), "samples": int(samples), "tile": tile,
+            "core": core, "ranks": int(ranks), "generation": settings.to_dict(), **carried}
 
-    tile, core [voxels]: default the model's. sampler, steps: passed to generate_tiles.
-    seed: global seed; tile i draws its noise from ``tile_seed(seed, i)``. batch_size: tiles per
-    generator call (and per progress record). resume: finish an interrupted run from
-    ``out_path + '.partial'``. force: overwrite an existing output or state. While it runs, every
-    rank holds the lock ``out_path + '.lock'`` (outpaint.mpi.run_lock): a second run on the same
-    output is refused (InputError) until every process of the first has ended.
-    generator: ``f(lr, known, mask, seeds) -> (B, t, t, t)`` replacing generate_tiles (then
-    ``model_path`` may be None: no checks against a model; tile and core are required).
-    generate_options: further keywords of generate_tiles (e.g. ``{"lr_consistency": 0.5}``); JSON values.
+
+def upsample_box(model, lr_spec, out_path, settings=GenerationSettings(), *, tile=None, core=None,
+                 seed=0, batch_size=8, resume=False, force=False, comm=None, tile_generator=None,
+                 timings=None):
+    """Outpaint the LR box ``lr_spec`` (FILE[:DATASET], default dataset ``lr``) into dataset
+    ``sr`` (1, n, n, n) of ``out_path`` with the model checkpoint ``model`` (file or directory)
+    sampling per GenerationSettings ``settings``; collective over ``comm`` (default
+    COMM_WORLD). Returns ``out_path``.
+
+    tile, core [voxels]: default the model's. seed: global seed; tile i draws its noise from
+    ``tile_seed(seed, i)``. batch_size: tiles per generator call (and per progress record).
+    resume: finish an interrupted run from ``out_path + '.partial'``. force: overwrite an
+    existing output or state. While it runs, every rank holds the lock ``out_path + '.lock'``
+    (outpaint.mpi.run_lock): a second run on the same output is refused (InputError) until
+    every process of the first has ended.
+    tile_generator: ``f(lr, known, mask, seeds) -> (B, t, t, t)`` replacing generate_tiles (then
+    ``model`` may be None: no checks against a model; tile and core are required).
     timings: a list to which this rank appends its seconds per phase (:func:`run_phases`).
     """
     comm = world() if comm is None else comm
     rank, out_path = comm.Get_rank(), os.fspath(out_path)
-    if batch_size < 1:
-        raise InputError("--batch-size", f"must be a positive integer, got {batch_size}")
-    model = None
-    if model_path is not None:
-        from emulator.checkpoint import load_model
-        model = load_model(model_path, device=device_for_rank(comm))
-    elif generator is None:
-        raise InputError("--model", "a model checkpoint is required")
-    tile, core = check_model_tile(model, tile, core)
-    source = open_lr(lr_spec, model)
+    check_int("batch_size", batch_size)
+    loaded, model_name = None, None
+    if model is not None:
+        model_name = os.path.abspath(find_model(model))
+        loaded = load_model(model_name, device=device_for_rank(comm))
+        sampling_plan(loaded, settings)
+    elif tile_generator is None:
+        raise InputError("model", "a model checkpoint is required")
+    tile, core = check_model_tile(loaded, tile, core)
+    source = open_lr(lr_spec, loaded)
     plan = Plan(source.n, tile, core, comm.Get_size())
-    if generator is None:
-        check_generate_options(model, sampler, steps, generate_options)
     check_writable(out_path)
     with run_lock(comm, out_path):
         action = output_action(out_path, resume, force)
         if action == "done":
             return out_path
         lr = read_local_lr(source, plan, rank)
-        check_lr_values(comm, source, lr)
-        model_name = os.path.abspath(model_path) if model_path is not None else _name(generator)
-        settings = {"n": plan.n, "tile": tile, "core": core, "seed": int(seed), "sampler": sampler,
-                    "steps": int(steps), "model": model_name, "box_size": source.box_size,
-                    "lr": f"{os.path.abspath(source.spec.path)}:{source.spec.dataset}",
-                    "generate_options": dict(generate_options or {})}
-        state = _prepare_state(comm, out_path, plan, settings, action)
-        generator = generator or default_generator(model, sampler, steps, batch_size, generate_options)
+        check_lr_values(source, lr, comm)
+        attrs = provenance(model_name or _name(tile_generator), source, settings, seed, tile, core,
+                           samples=1, ranks=comm.Get_size())
+        state = _prepare_state(comm, out_path, plan, {"n": plan.n, **attrs, "ranks": None}, action)
+        tile_generator = tile_generator or functools.partial(
+            generate_tiles, loaded, settings, batch_size=batch_size)
         with abort_on_error(comm):
-            run_phases(comm, plan, state, lr, generator, seed, batch_size, timings)
+            run_phases(comm, plan, state, lr, tile_generator, seed, batch_size, timings)
             comm.Barrier()
             if rank == 0:
-                attrs = {k: source.attrs[k] for k in ("redshift", "cosmology") if k in source.attrs}
-                write_output(out_path, state, box_size=source.box_size, model=model_name,
-                             sampler=sampler, steps=int(steps), seed=int(seed), tile=tile, core=core,
-                             phases=PHASES, ranks=comm.Get_size(), **attrs)
+                write_output(out_path, (1,) + (plan.n,) * 3, state.planes(), attrs)
                 state.remove()
             comm.Barrier()
     return out_path
@@ -325,7 +322,7 @@ def _prepare_state(comm, out_path, plan, settings, action):
     return RunState(directory, plan)
 
 
-def _name(generator):
-    """A readable name of a custom generator for the ``model`` attribute."""
-    target = getattr(generator, "func", generator)
+def _name(tile_generator):
+    """A readable name of a custom tile generator for the ``model`` attribute."""
+    target = getattr(tile_generator, "func", tile_generator)
     return f"{getattr(target, '__module__', '?')}.{getattr(target, '__qualname__', type(target).__name__)}"

@@ -206,23 +206,29 @@ class RunState:
         """True when every row has all its tiles."""
         return all(self.done(u) == self.plan.blocks for u in range(self.plan.blocks**2))
 
+    def planes(self):
+        """(index into ``sr`` (1, n, n, n), values) of every x-plane of blocks of the complete
+        state, one (core, n, n) plane in memory at a time."""
+        plan, c = self.plan, self.plan.core
+        if not self.complete():
+            raise RuntimeError(f"{self.directory}: rows are incomplete; cannot write the output")
+        plane = np.empty((c, plan.n, plan.n), dtype=np.float32)
+        for bx in range(plan.blocks):
+            for by in range(plan.blocks):
+                plane[:, by * c:(by + 1) * c] = self.row(bx * plan.blocks + by)
+            yield np.s_[0, bx * c:(bx + 1) * c], plane
+
     def remove(self):
         shutil.rmtree(self.directory)
 
 
-def write_output(out_path, state, **attrs):
-    """Write dataset ``sr`` (1, n, n, n) float32 (one sample, module docstring) from the complete
-    ``state`` one x-plane of blocks at a time into ``out_path`` (atomic: temporary name, renamed
-    when complete), with attributes ``attrs`` plus ``created_by``. Memory: one (core, n, n) plane."""
-    plan = state.plan
-    c = plan.core
-    if not state.complete():
-        raise RuntimeError(f"{state.directory}: rows are incomplete; cannot write {out_path}")
+def write_output(out_path, shape, parts, attrs):
+    """Write dataset ``sr`` of ``shape`` (samples, n, n, n) float32 into ``out_path`` (atomic:
+    temporary name, renamed when complete) from ``parts``, an iterable of (index, values) that
+    together fill it, with attributes ``attrs`` plus ``created_by``: the one writer of emulated
+    fields (a one-tile box's samples in one part, an outpainted box plane by plane)."""
     with atomic_h5(out_path) as f:
-        dset = f.create_dataset("sr", shape=(1,) + (plan.n,) * 3, dtype=np.float32)
-        plane = np.empty((c, plan.n, plan.n), dtype=np.float32)
-        for bx in range(plan.blocks):
-            for by in range(plan.blocks):
-                plane[:, by * c:(by + 1) * c] = state.row(bx * plan.blocks + by)
-            dset[0, bx * c:(bx + 1) * c] = plane
+        dset = f.create_dataset("sr", shape=shape, dtype=np.float32)
+        for index, values in parts:
+            dset[index] = values
         write_attrs(f, **attrs)

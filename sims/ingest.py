@@ -10,6 +10,7 @@ from tqdm import tqdm
 
 from sims import mesh
 from sims.errors import InputError
+from sims.outputs import lock_output
 from sims.pairfile import write_pair
 from sims.snapshot import iter_chunks, snapshot_info
 
@@ -18,7 +19,7 @@ _Z_TOLERANCE = 1e-3      # |z_LR - z_HR| allowed, relative to 1 + z (output-time
 
 
 def ingest_pair(lr_snapshot, hr_snapshot, out, grid, hr_type="dm", mas="cic", lr_grid=None,
-                length_unit=None, progress=True):
+                length_unit=None, force=False, progress=True):
     """Paint two snapshots of one volume into a paired box file ``out``; returns its attributes.
 
     LR: dark matter (PartType1) painted on ``lr_grid``^3 (default ``grid``); HR: ``hr_type``
@@ -27,6 +28,8 @@ def ingest_pair(lr_snapshot, hr_snapshot, out, grid, hr_type="dm", mas="cic", lr
     and stored as overdensity delta = rho / mean - 1. Snapshots are read chunk by chunk.
     The two must share box size (to 1e-6) and redshift (to 1e-3 (1 + z)), and the cosmological
     parameters both record (to 1e-4); otherwise :class:`~sims.errors.InputError`, and no output.
+    An existing ``out`` is an InputError unless ``force``; a second run writing ``out`` at the
+    same time is refused (sims.outputs.lock_output).
     The initial-condition seed of external runs is unknown: ``seed`` = -1. The particle counts
     are stored per side (``lr_particles``, ``hr_particles``, as for simulated pairs): N^(1/3),
     an integer for N = n^3, else a float (gas cells of a hydro run).
@@ -34,6 +37,14 @@ def ingest_pair(lr_snapshot, hr_snapshot, out, grid, hr_type="dm", mas="cic", lr
     if hr_type not in PART_TYPES:
         raise InputError("hr_type", f"must be one of {sorted(PART_TYPES)}, got {hr_type!r}")
     grid, lr_grid = _check_grid("grid", grid), _check_grid("lr_grid", grid if lr_grid is None else lr_grid)
+    with lock_output(out):
+        if os.path.exists(out) and not force:
+            raise InputError(out, "already exists; use --force to overwrite it")
+        return _ingest(lr_snapshot, hr_snapshot, out, grid, hr_type, mas, lr_grid, length_unit, progress)
+
+
+def _ingest(lr_snapshot, hr_snapshot, out, grid, hr_type, mas, lr_grid, length_unit, progress):
+    """:func:`ingest_pair` once its settings and output are checked."""
     lr_info = snapshot_info(lr_snapshot, length_unit)
     hr_info = snapshot_info(hr_snapshot, length_unit)
     _check_same_volume(lr_info, hr_info, str(hr_snapshot), str(lr_snapshot))

@@ -9,6 +9,7 @@ multiples of the particle Nyquist frequency; any other ratio folds the lattice's
 arbitrary grid modes (a moire pattern at large scales).
 """
 import contextlib
+import dataclasses
 import json
 import math
 import os
@@ -157,6 +158,32 @@ def write_simulated_pair(out_path, config, cosmo, keep_snapshots_dir=None, progr
                           config, cosmo)
         fields[label] = paint_overdensity(positions, g, config.box_size)
     write_pair(out_path, fields["lr"], fields["hr"], cosmology=cosmo, **asdict(config))
+
+
+def simulate_boxes(out_dir, config, cosmo, boxes=1, first_box=0, force=False, keep_snapshots=False,
+                   progress=True):
+    """Write boxes ``first_box`` .. ``first_box + boxes - 1`` as ``out_dir/box_IIII.h5``, box i
+    from seed ``config.seed + i`` (:func:`write_simulated_pair`); boxes already complete with
+    these settings (:func:`pair_complete`) are skipped unless ``force``, so repeating an
+    interrupted run resumes it. keep_snapshots: also write box i's final particles to
+    ``out_dir/snapshots/box_IIII/``. Returns the number of boxes skipped."""
+    if isinstance(boxes, bool) or not isinstance(boxes, int) or boxes < 1:
+        raise InputError("boxes", f"must be an integer >= 1, got {boxes!r}")
+    if isinstance(first_box, bool) or not isinstance(first_box, int) or first_box < 0:
+        raise InputError("first_box", f"must be an integer >= 0, got {first_box!r}")
+    indices = range(first_box, first_box + boxes)
+    configs = [dataclasses.replace(config, seed=config.seed + i) for i in indices]
+    paths = [os.path.join(out_dir, f"box_{i:04d}.h5") for i in indices]
+    done = [not force and pair_complete(path, c, cosmo) for path, c in zip(paths, configs)]
+    os.makedirs(out_dir, exist_ok=True)
+    with contextlib.closing(tqdm(total=boxes, desc="boxes", unit="box", disable=not progress)) as bar:
+        for i, path, box_config, complete in zip(indices, paths, configs, done):
+            if not complete:
+                snapshots = os.path.join(out_dir, "snapshots", f"box_{i:04d}") if keep_snapshots else None
+                write_simulated_pair(path, box_config, cosmo, keep_snapshots_dir=snapshots,
+                                     progress=progress)
+            bar.update()
+    return sum(done)
 
 
 @contextlib.contextmanager

@@ -8,10 +8,14 @@ generator call (from 1) of phase P on every rank (only on rank R with ``--crash-
 imitating a killed job.
 """
 import argparse
+import functools
 import os
 
 import numpy as np
 
+from emulator.checkpoint import load_model
+from emulator.config import GenerationSettings
+from emulator.generate import generate_tiles
 from emulator.geometry import PHASES, known_mask
 from outpaint.run import upsample_box
 
@@ -74,19 +78,17 @@ def main(argv=None):
     args = p.parse_args(argv)
     from mpi4py import MPI
     from outpaint_job import instrumented  # this file as a module: names match in-process runs
-    generator = None
+    settings = GenerationSettings(args.sampler, args.steps)
+    tile_generator = None
     if args.model is None or args.log or args.crash_phase is not None:
         base = stand_in
         if args.model is not None:
-            from emulator.checkpoint import load_model
-            from outpaint.run import default_generator
-            base = default_generator(load_model(args.model), args.sampler, args.steps, args.batch)
+            base = functools.partial(generate_tiles, load_model(args.model), settings, batch_size=args.batch)
         rank = MPI.COMM_WORLD.Get_rank()
         crash_phase = args.crash_phase if args.crash_rank in (None, rank) else None
-        generator = instrumented(base, args.tile, args.core, args.log, rank, crash_phase, args.crash_call)
-    upsample_box(args.model, args.lr, args.out, tile=args.tile, core=args.core, sampler=args.sampler,
-                 steps=args.steps, seed=args.seed, batch_size=args.batch, resume=args.resume,
-                 generator=generator)
+        tile_generator = instrumented(base, args.tile, args.core, args.log, rank, crash_phase, args.crash_call)
+    upsample_box(args.model, args.lr, args.out, settings, tile=args.tile, core=args.core, seed=args.seed,
+                 batch_size=args.batch, resume=args.resume, tile_generator=tile_generator)
 
 
 if __name__ == "__main__":

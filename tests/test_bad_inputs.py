@@ -1,4 +1,4 @@
-"""The corpus of bad inputs and faults (issue 16), grouped per command.
+"""The corpus of bad inputs and faults, grouped per command.
 
 A refused case must exit non-zero with exactly one line ``error: ...`` on stderr naming the file
 or setting, no traceback, and leave its work folder as it was: no output, no partial output, no
@@ -78,7 +78,7 @@ UPSAMPLE = {
     "sampler typo, --force over a good output": ("box", "good.h5", ["--force", "--sampler", "dpmpp2m"], "--sampler"),
     "sampler typo, fresh box": ("box", "sr.h5", ["--sampler", "dpmpp2m"], "--sampler"),
     "sampler typo, one tile": ("tile", "good.h5", ["--force", "--sampler", "dpmpp2m"], "--sampler"),
-    "unknown spacing": ("box", "good.h5", ["--force", "--spacing", "linear"], "--spacing"),
+    "unknown sigma schedule": ("box", "good.h5", ["--force", "--sigma-schedule", "linear"], "--sigma-schedule"),
     "LR consistency out of range": ("box", "good.h5", ["--force", "--lr-consistency", "2"], "--lr-consistency"),
     "ddpm steps beyond the trained levels": ("box", "sr.h5", ["--sampler", "ddpm", "--steps", "5000"], "--steps"),
     "existing output without --force": ("box", "good.h5", [], "already exists"),
@@ -159,7 +159,7 @@ N = 32                                    # the stand-in box of the damaged-stat
 def reference(inputs, tmp_path_factory):
     """An uninterrupted in-process outpainting of the 32^3 box with the stand-in generator."""
     out = tmp_path_factory.mktemp("reference") / "sr.h5"
-    upsample_box(None, inputs["box"], out, tile=TILE, core=CORE, generator=stand_in, batch_size=3)
+    upsample_box(None, inputs["box"], out, tile=TILE, core=CORE, tile_generator=stand_in, batch_size=3)
     with h5py.File(out, "r") as f:
         return f["sr"][0]
 
@@ -191,9 +191,9 @@ def test_upsample_resume_redoes_what_does_not_verify(damage, inputs, reference, 
     generates again what does not verify, so the result is the uninterrupted one."""
     out, kw = tmp_path / "sr.h5", dict(tile=TILE, core=CORE, batch_size=3)
     with pytest.raises(Crash):
-        upsample_box(None, inputs["box"], out, generator=instrumented(stand_in, TILE, CORE, crash_phase=2), **kw)
+        upsample_box(None, inputs["box"], out, tile_generator=instrumented(stand_in, TILE, CORE, crash_phase=2), **kw)
     damage(Path(state_path(out)))
-    upsample_box(None, inputs["box"], out, generator=instrumented(stand_in, TILE, CORE), resume=True, **kw)
+    upsample_box(None, inputs["box"], out, tile_generator=instrumented(stand_in, TILE, CORE), resume=True, **kw)
     with h5py.File(out, "r") as f:
         np.testing.assert_array_equal(f["sr"][0], reference)
     assert "generating" in capsys.readouterr().err
@@ -321,18 +321,16 @@ def stand_in_model(monkeypatch, interrupt_phase=None, calls=None):
     """Make ``emulator upsample`` outpaint with the stand-in generator (its tiles do not depend on
     the model), raising KeyboardInterrupt at the first call of ``interrupt_phase``; ``calls``
     (a list) receives the seeds of every generated tile."""
-    def generator_for(*args, **kwargs):
-        def generate(lr, known, mask, seeds):
-            if mask[0].any() and mask[0].mean() >= interrupt_fraction():
-                raise KeyboardInterrupt
-            if calls is not None:
-                calls.extend(seeds)
-            return stand_in(lr, known, mask, seeds)
-        return generate
+    def generate(model, settings, lr, known, mask, seeds, batch_size=None):
+        if mask[0].any() and mask[0].mean() >= interrupt_fraction():
+            raise KeyboardInterrupt
+        if calls is not None:
+            calls.extend(seeds)
+        return stand_in(lr, known, mask, seeds)
 
     def interrupt_fraction():        # phase p's known fraction grows with p: phase 2 is 1/2 known
         return 2.0 if interrupt_phase is None else 0.5
-    monkeypatch.setattr("outpaint.run.default_generator", generator_for)
+    monkeypatch.setattr("outpaint.run.generate_tiles", generate)
 
 
 def test_upsample_interrupted_keeps_its_progress_and_resumes(inputs, reference, tmp_path, capsys, monkeypatch):
@@ -457,9 +455,9 @@ def test_jobs_render_refuses(case, tmp_path, capsys):
 
 # ---- emulator demo (item 9) ----------------------------------------------------------------------
 
-DEMO = {"unknown sampler": (["--sampler", "bogus"], "--sampler: unknown sampler 'bogus'"),
-        "zero steps": (["--steps", "0"], "--steps: must be >= 1"),
-        "zero batch": (["--batch", "0"], "--batch: must be >= 1"),
+DEMO = {"unknown sampler": (["--sampler", "bogus"], "--sampler: must be one of ["),
+        "zero steps": (["--steps", "0"], "--steps: must be an integer >= 1"),
+        "zero batch": (["--batch", "0"], "--batch: must be an integer >= 1"),
         "odd block count": (["--blocks", "3"], "--blocks: must be even"),
         "missing model": (["--model", "no/such/model.pt"], "error: --model: no/such/model.pt does not exist")}
 

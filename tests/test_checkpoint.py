@@ -48,7 +48,8 @@ def test_training_checkpoint_contents(tmp_path):
     assert state["unet"] == unet3d.PRESETS["tiny"].to_dict()
     assert state["spacing"] == 1.5 and state["lr_spacing"] == 3.0
     assert Normalization.from_dict(state["normalization"]) == meta.normalization
-    assert state["schedule"] == CosineSchedule(steps=100).to_dict() and state["prediction"] == "v"
+    assert state["config"]["schedule"] == CosineSchedule(steps=100).to_dict()
+    assert "schedule" not in state and "prediction" not in state           # stored once, in config
     assert set(state["rng"]) == {"torch", "cuda", "numpy", "python"}
     for k, v in net.state_dict().items():
         assert torch.equal(state["net"][k], v)
@@ -146,16 +147,21 @@ def test_atomic_save_leaves_nothing_on_failure(tmp_path):
 def test_train_config_validation_and_differences():
     config = TrainConfig(data="d")
     assert TrainConfig.from_dict(config.to_dict()) == config
-    assert config.replace(steps=5, lr=1e-3).differences(config) == ["lr"]
-    assert config.schedule == LinearSchedule().to_dict()
-    for changes, flag in (({"tile": 15}, "--tile"), ({"core": 48}, "--tile"), ({"lr": 0}, "--lr"),
-                          ({"ema": 1.0}, "--ema"), ({"p_mask": 1.5}, "--p-mask"),
-                          ({"prediction": "x0"}, "--prediction"), ({"batch": 0}, "--batch"),
-                          ({"steps": 2.5}, "--steps"), ({"val_sampler": "euler9"}, "--val-sampler")):
-        with pytest.raises(InputError, match=flag):
+    assert config.replace(steps=5, learning_rate=1e-3).differences(config) == ["learning_rate"]
+    assert config.schedule == LinearSchedule()
+    for changes, setting in (({"tile": 15}, "tile"), ({"core": 48}, "tile"), ({"learning_rate": 0}, "learning_rate"),
+                             ({"ema": 1.0}, "ema"), ({"p_mask": 1.5}, "p_mask"),
+                             ({"prediction": "x0"}, "prediction"), ({"batch": 0}, "batch"),
+                             ({"steps": 2.5}, "steps"), ({"val_sampler": "euler9"}, "val_sampler")):
+        with pytest.raises(InputError, match=f"^{setting}: "):
             config.replace(**changes)
     with pytest.raises(InputError, match="cfg.json: unknown training option"):
-        TrainConfig.from_dict({"learning_rate": 1}, "cfg.json")
+        TrainConfig.from_dict({"lr": 1}, "cfg.json")
+    stored = {**config.to_dict(), "lr": 3e-4}
+    del stored["learning_rate"]
+    assert TrainConfig.from_stored(stored, "old.json").learning_rate == 3e-4     # the old name
+    frozen = TrainConfig(model_overrides={"dropout": 0.1, "channels": 16})
+    assert frozen.model_overrides == (("channels", 16), ("dropout", 0.1)) and hash(frozen)
     with pytest.raises(InputError, match="schedule"):
         config.replace(schedule={"kind": "quadratic"})
 
@@ -172,7 +178,7 @@ def test_a_checkpoint_missing_its_metadata_is_one_input_error(tmp_path, key):
         load_model(tmp_path / "cut.pt")
 
 
-@pytest.mark.parametrize("changes,source", [({"preset": "huge"}, "--preset"),
+@pytest.mark.parametrize("changes,source", [({"preset": "huge"}, "^preset: "),
                                             ({"model_overrides": {"norm_groups": 5}}, "norm_groups")])
 def test_a_bad_network_setting_is_an_input_error_naming_it(changes, source):
     """unet3d raises its own ConfigError; the checkpoint module maps it to the user's setting."""

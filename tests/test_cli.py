@@ -1,4 +1,9 @@
 """The emulator command as a whole (each subcommand's behaviour is tested beside its library)."""
+import subprocess
+import sys
+
+import pytest
+
 from emulator.cli import main
 from sims import h5io
 
@@ -8,3 +13,25 @@ def test_cli_records_its_command_line_as_provenance(tmp_path):
     job = ["--truth", "pair.h5:hr", "--pred", "sr.h5", "--out", "report"]
     assert main(["jobs", "render", "validate", "--out", str(out), "--", *job]) == 0
     assert "emulator jobs render validate" in h5io.provenance()
+
+
+@pytest.mark.parametrize("command", [[], ["simulate"], ["ingest"], ["train"], ["upsample"], ["validate"],
+                                     ["demo"], ["jobs", "render"]])
+def test_help_loads_no_torch(command):
+    """``emulator [COMMAND] --help`` answers without importing torch (the library is imported by
+    a command when it runs), so help is instant on a cluster's login node."""
+    code = ("import sys\nfrom emulator.cli import main\n"
+            "try:\n    main(sys.argv[1:])\nexcept SystemExit as e:\n    assert e.code == 0\n"
+            "assert 'torch' not in sys.modules, 'torch imported'\n")
+    proc = subprocess.run([sys.executable, "-c", code, *command, "--help"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "usage: emulator" in proc.stdout
+
+
+def test_library_errors_name_the_flag_the_user_typed(tmp_path, capsys):
+    """A library error names the setting (``batch_size``); the command line prints the flag
+    (``--batch``), looked up in the subcommand's parser."""
+    assert main(["upsample", "--lr", "x.h5", "--out", str(tmp_path / "sr.h5"), "--batch", "0"]) == 2
+    assert "error: --batch: must be an integer >= 1" in capsys.readouterr().err
+    assert main(["train", "--out", str(tmp_path / "run"), "--data", ".", "--learning-rate", "-1"]) == 2
+    assert "error: --learning-rate: must be a number" in capsys.readouterr().err

@@ -6,7 +6,7 @@ import numpy as np
 from scipy.ndimage import gaussian_filter
 
 from emulator.checkpoint import load_model
-from emulator.cli.upsample import DEFAULT_MODEL, MODEL_FILE
+from emulator.config import DEFAULT_MODEL, MODEL_FILE, GenerationSettings
 from emulator.generate import generate_tiles
 from sims.cosmology import PLANCK18
 from sims.pairfile import read_pair
@@ -40,7 +40,7 @@ def test_default_model_generates_a_tile_that_follows_the_hr_truth(tmp_path):
                   hr_particles=model.tile, grid=model.tile, redshift=0.0, steps=5, z_init=49.0,
                   cosmo=PLANCK18)
     lr, hr, _ = read_pair(path)
-    sr = generate_tiles(model, lr[None], None, None, [0], sampler="dpmpp-2m", steps=5)[0]
+    sr = generate_tiles(model, GenerationSettings(steps=5), lr[None], None, None, [0])[0]
     assert np.isfinite(sr).all() and sr.min() >= -1 - 1e-5
     smooth_sr, smooth_hr = (gaussian_filter(f, 1.0, mode="wrap") for f in (sr, hr))
     assert np.corrcoef(smooth_sr.ravel(), smooth_hr.ravel())[0, 1] > 0.97

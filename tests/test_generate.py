@@ -1,23 +1,18 @@
-"""Denoiser algebra and loss (emulator.denoiser), tile generation (emulator.generate) and the
-``emulator upsample`` command."""
-import json
+"""Denoiser algebra and loss (emulator.denoiser) and tile generation (emulator.generate)."""
 import math
 
-import h5py
 import numpy as np
 import pytest
 import torch
 
 import unet3d
 from emulator import checkpoint as ckpt
-from emulator.cli import main
-from emulator.config import TrainConfig
+from emulator.config import GenerationSettings, TrainConfig
 from emulator.denoiser import Denoiser, condition_channels, denoising_loss
 from emulator.generate import conserve_mass, generate_tiles
 from emulator.normalization import Normalization
 from emulator.schedule import LinearSchedule
 from sims.errors import InputError
-from sims.h5io import atomic_h5, write_attrs
 
 SCHEDULE = LinearSchedule()
 NORM = Normalization(shift=0.1, scale=0.6, upper=6.0)
@@ -77,8 +72,11 @@ def test_denoiser_validation():
         Denoiser(None, SCHEDULE, "x0")
     with pytest.raises(ValueError, match="sigma"):
         D(torch.zeros((2, 1, 2, 2, 2)), torch.ones(3))
-    with pytest.raises(ValueError, match="together"):
-        condition_channels(torch.zeros(1), known=torch.zeros(1))
+    lr, known, mask = torch.ones((1, 1, 2, 2, 2)), torch.full((1, 1, 2, 2, 2), 3.0), torch.zeros((1, 1, 2, 2, 2), dtype=bool)
+    mask[..., 0] = True
+    assert condition_channels(2, lr, known, mask) is lr
+    four = condition_channels(4, lr, known, mask)
+    assert four.shape == (1, 3, 2, 2, 2) and four[:, 1].sum() == 3.0 * 4 and four[:, 2].sum() == 4
 
 
 def tiny_model(prediction="v", in_channels=4, formulation="palette", lr_band=0.0):
@@ -117,14 +115,14 @@ def test_tile_depends_on_its_seed_only(sampler):
     model = tiny_model()
     lr = lognormal_tiles(0, 3)
     seeds = [11, 12, 13]
-    together = generate_tiles(model, lr, None, None, seeds, sampler=sampler, steps=4, batch_size=3)
-    alone = generate_tiles(model, lr, None, None, seeds, sampler=sampler, steps=4, batch_size=1)
+    together = generate_tiles(model, GenerationSettings(sampler, 4), lr, None, None, seeds, batch_size=3)
+    alone = generate_tiles(model, GenerationSettings(sampler, 4), lr, None, None, seeds, batch_size=1)
     assert together.shape == (3, 16, 16, 16) and together.dtype == np.float32
     assert np.all(np.isfinite(together)) and together.min() >= -1.0 - NORM.eps
     np.testing.assert_allclose(together, alone, rtol=1e-4, atol=1e-5)
-    last = generate_tiles(model, lr[2:], None, None, seeds[2:], sampler=sampler, steps=4)
+    last = generate_tiles(model, GenerationSettings(sampler, 4), lr[2:], None, None, seeds[2:])
     np.testing.assert_allclose(last[0], together[2], rtol=1e-4, atol=1e-5)
-    other = generate_tiles(model, lr[2:], None, None, [14], sampler=sampler, steps=4)
+    other = generate_tiles(model, GenerationSettings(sampler, 4), lr[2:], None, None, [14])
     assert np.abs(other[0] - together[2]).max() > 1e-2
 
 
@@ -136,7 +134,7 @@ def test_known_voxels_are_returned_exactly(in_channels):
     mask = np.zeros(lr.shape, dtype=bool)
     mask[:, :4] = True
     mask[1, :, :, -3:] = True
-    out = generate_tiles(model, lr, known, mask, [1, 2], sampler="heun", steps=3)
+    out = generate_tiles(model, GenerationSettings("heun", 3), lr, known, mask, [1, 2])
     np.testing.assert_array_equal(out[mask], known[mask])
     assert np.all(np.isfinite(out))
 
@@ -164,8 +162,8 @@ def test_generated_tiles_hold_the_lr_mass_by_default(mass_conservation):
     lr = lognormal_tiles(7, 2)
     mask = np.zeros(lr.shape, dtype=bool)
     mask[:, :, :4] = True
-    out = generate_tiles(model, lr, lognormal_tiles(8, 2), mask, [3, 4], steps=2,
-                         mass_conservation=mass_conservation)
+    out = generate_tiles(model, GenerationSettings(steps=2, mass_conservation=mass_conservation), lr,
+                         lognormal_tiles(8, 2), mask, [3, 4])
     mass_ratio = np.where(mask, 0, 1 + out).sum(axis=(1, 2, 3)) / np.where(mask, 0, 1 + lr).sum(axis=(1, 2, 3))
     if mass_conservation:
         np.testing.assert_allclose(mass_ratio, 1.0, rtol=1e-5)
@@ -173,89 +171,22 @@ def test_generated_tiles_hold_the_lr_mass_by_default(mass_conservation):
         assert np.abs(mass_ratio - 1).max() > 1e-2
 
 
-def test_generate_options_are_checked():
+def test_generation_settings_are_checked():
     model = tiny_model()
     lr = lognormal_tiles(0, 1)
-    with pytest.raises(InputError, match="sampler"):
-        generate_tiles(model, lr, None, None, [0], sampler="euler")
-    with pytest.raises(InputError, match="lr-consistency"):
-        generate_tiles(model, lr, None, None, [0], lr_consistency=2.0)
+    for bad, setting in (({"sampler": "euler"}, "sampler"), ({"lr_consistency": 2.0}, "lr_consistency"),
+                         ({"steps": 0}, "steps"), ({"sigma_schedule": "linear"}, "sigma_schedule")):
+        with pytest.raises(InputError, match=f"^{setting}: "):
+            GenerationSettings(**bad)
+    assert GenerationSettings("ddpm").sigma_schedule == "trained"
+    assert GenerationSettings().sigma_schedule == "karras"
+    with pytest.raises(InputError, match="^sampler_options: dpmpp-2m takes"):
+        generate_tiles(model, GenerationSettings(sampler_options={"eta": 1.0}), lr, None, None, [0])
     with pytest.raises(ValueError, match="seeds"):
-        generate_tiles(model, lr, None, None, [0, 1])
-    out = generate_tiles(model, lr, None, None, [0], steps=2, lr_consistency=0.5)
-    assert np.all(np.isfinite(out))
-
-
-# --- emulator upsample -------------------------------------------------------------------------
-
-@pytest.fixture
-def model_file(tmp_path):
-    model = tiny_model()
-    meta = ckpt.ModelMeta(config=model.config, spacing=model.spacing, lr_spacing=model.lr_spacing,
-                          normalization=model.normalization)
-    path = tmp_path / "model.pt"
-    ckpt.save_inference_model(path, meta, model.net)
-    return path
-
-
-def write_lr(path, field, box_size, dataset="lr"):
-    with atomic_h5(path) as f:
-        f[dataset] = field
-        write_attrs(f, box_size=box_size, redshift=0.5)
-    return path
-
-
-def test_upsample_one_tile_writes_k_samples(tmp_path, model_file):
-    lr = write_lr(tmp_path / "lr.h5", lognormal_tiles(4, 1)[0], box_size=32.0)
-    out = tmp_path / "sr.h5"
-    args = ["upsample", "--model", str(tmp_path), "--lr", str(lr), "--out", str(out), "--steps", "3",
-            "--samples", "3", "--batch", "2", "--seed", "5"]
-    assert main(args) == 0
-    with h5py.File(out, "r") as f:
-        sr = f["sr"][...]
-        attrs = dict(f.attrs)
-    assert sr.shape == (3, 16, 16, 16) and sr.dtype == np.float32 and np.all(np.isfinite(sr))
-    assert attrs["sampler"] == "dpmpp-2m" and attrs["steps"] == 3 and attrs["seed"] == 5
-    assert attrs["box_size"] == 32.0 and attrs["redshift"] == 0.5 and attrs["tile"] == 16
-    assert np.abs(sr[0] - sr[1]).max() > 1e-2                    # independent samples
-    assert json.loads(attrs["generate_options"])["mass_conservation"] is True
-    np.testing.assert_allclose(sr.mean(axis=(1, 2, 3)), lognormal_tiles(4, 1)[0].mean(), atol=1e-5)
-    assert main(args) == 2                                       # exists: needs --force
-    assert main(args + ["--resume"]) == 0
-
-
-def test_upsample_lr_on_its_own_grid_is_resampled(tmp_path, model_file):
-    lr = write_lr(tmp_path / "lr.h5", lognormal_tiles(5, 1, n=8)[0], box_size=32.0)
-    assert main(["upsample", "--model", str(model_file), "--lr", f"{lr}:lr", "--out",
-                 str(tmp_path / "sr.h5"), "--steps", "2"]) == 0
-    with h5py.File(tmp_path / "sr.h5", "r") as f:
-        assert f["sr"].shape == (1, 16, 16, 16)
-
-
-def test_upsample_bad_input(tmp_path, model_file, capsys):
-    good = lognormal_tiles(6, 1)[0]
-    nan = good.copy()
-    nan[0, 0, 0] = np.nan
-    below = good.copy()
-    below[1, 2, 3] = -1.5
-    cases = {"nan": (nan, 32.0, "NaN"), "spacing": (good, 20.0, "grid spacing"),
-             "below": (below, 32.0, "overdensity"), "small": (good[:8, :8, :8], 16.0, "smaller")}
-    for name, (field, box, words) in cases.items():
-        lr = write_lr(tmp_path / f"{name}.h5", field, box)
-        out = tmp_path / f"{name}_sr.h5"
-        assert main(["upsample", "--model", str(model_file), "--lr", str(lr), "--out", str(out)]) == 2
-        assert words in capsys.readouterr().err and not out.exists()
-    missing = main(["upsample", "--model", str(tmp_path / "none"), "--lr", str(lr), "--out", "x.h5"])
-    assert missing == 2 and "does not exist" in capsys.readouterr().err
-
-
-def test_upsample_larger_box_goes_to_outpainting(tmp_path, model_file):
-    lr = write_lr(tmp_path / "lr.h5", lognormal_tiles(7, 1, n=32)[0], box_size=64.0)
-    out = tmp_path / "sr.h5"
-    assert main(["upsample", "--model", str(model_file), "--lr", str(lr), "--out", str(out),
-                 "--steps", "1", "--batch", "64"]) == 0
-    with h5py.File(out, "r") as f:
-        assert f["sr"].shape == (1, 32, 32, 32) and f.attrs["sampler"] == "dpmpp-2m"
+        generate_tiles(model, GenerationSettings(), lr, None, None, [0, 1])
+    settings = GenerationSettings("ddim", 2, lr_consistency=0.5, sampler_options={"eta": 0.5})
+    assert GenerationSettings.from_dict(settings.to_dict()) == settings
+    assert np.all(np.isfinite(generate_tiles(model, settings, lr, None, None, [0])))
 
 
 def test_an_exploding_network_still_gives_a_finite_physical_field_and_a_nan_one_an_error():
@@ -267,10 +198,10 @@ def test_an_exploding_network_still_gives_a_finite_physical_field_and_a_nan_one_
     with torch.no_grad():
         for p in model.net.out[-1].parameters():
             p.mul_(1e6)
-    out = generate_tiles(model, lr, None, None, [1, 2], steps=3, mass_conservation=False)
+    out = generate_tiles(model, GenerationSettings(steps=3, mass_conservation=False), lr, None, None, [1, 2])
     assert np.isfinite(out).all() and out.min() >= -1.0
     assert out.max() <= NORM.inverse(np.float64(NORM.upper)) * (1 + 1e-5)
     with torch.no_grad():
         next(iter(model.net.out[-1].parameters())).fill_(float("nan"))
-    with pytest.raises(InputError, match="--model.*NaN.*seed.*1, 2"):
-        generate_tiles(model, lr, None, None, [1, 2], steps=3)
+    with pytest.raises(InputError, match="model.*NaN.*seed.*1, 2"):
+        generate_tiles(model, GenerationSettings(steps=3), lr, None, None, [1, 2])

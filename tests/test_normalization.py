@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from emulator.normalization import DEFAULT_EPS, Normalization, fit_normalization
+from emulator.config import DEFAULT_NORM_EPS
+from emulator.normalization import Normalization, fit_normalization
 
 
 def lognormal_delta(seed, shape=(16, 16, 16)):
@@ -36,7 +37,7 @@ def test_finite_at_empty_cells_and_lower_bound():
     y = norm.forward(np.full(4, -1.0, dtype=np.float32))
     assert np.isfinite(y).all()
     np.testing.assert_allclose(y, norm.lower, rtol=1e-6)
-    assert norm.lower == pytest.approx((math.log(DEFAULT_EPS) - 0.1) / 0.9)
+    assert norm.lower == pytest.approx((math.log(DEFAULT_NORM_EPS) - 0.1) / 0.9)
     assert torch.isfinite(norm.forward(torch.full((3,), -1.0))).all()
 
 

@@ -14,6 +14,7 @@ import h5py
 import numpy as np
 import pytest
 
+from emulator.config import GenerationSettings
 from emulator.geometry import PHASES, known_mask, periodic_crop, tile_origin
 from outpaint.mpi import exchange_halos, world, z_selections
 from outpaint.plan import Plan, tile_seed
@@ -28,6 +29,7 @@ pytestmark = pytest.mark.mpi
 MPIEXEC = Path(sys.executable).parent / "mpiexec"
 JOB = Path(__file__).with_name("outpaint_job.py")
 N, TILE, CORE, SEED, BATCH = 32, 16, 8, 1, 3
+ONE_STEP = GenerationSettings(steps=1)
 
 
 def mpirun(ranks, *args, abort_script=True):
@@ -66,8 +68,9 @@ def logged_seeds(directory):
     return seeds
 
 
-def run_in_process(lr, out, generator=stand_in, **kw):
-    opts = dict(tile=TILE, core=CORE, seed=SEED, batch_size=BATCH, steps=2, generator=generator)
+def run_in_process(lr, out, tile_generator=stand_in, **kw):
+    opts = dict(settings=GenerationSettings(steps=2), tile=TILE, core=CORE, seed=SEED, batch_size=BATCH,
+                tile_generator=tile_generator)
     return upsample_box(None, lr, out, **{**opts, **kw})
 
 
@@ -80,7 +83,7 @@ def lr_file(tmp_path_factory):
 def reference(lr_file, tmp_path_factory):
     """An uninterrupted one-rank run (in this process) with the instrumented stand-in."""
     out = tmp_path_factory.mktemp("ref") / "sr.h5"
-    run_in_process(lr_file, out, generator=instrumented(stand_in, TILE, CORE))
+    run_in_process(lr_file, out, tile_generator=instrumented(stand_in, TILE, CORE))
     return read_sr(out)[0]
 
 
@@ -96,9 +99,10 @@ def test_two_ranks_equal_one_rank_and_generate_every_tile_once(lr_file, referenc
     np.testing.assert_allclose(sr, reference, rtol=1e-6, atol=1e-7)
     seeds = logged_seeds(tmp_path)
     assert len(seeds) == len(ALL_SEEDS) and set(seeds) == ALL_SEEDS
-    assert attrs["ranks"] == 2 and attrs["phases"] == 8 and attrs["tile"] == TILE and attrs["core"] == CORE
+    assert attrs["ranks"] == 2 and attrs["samples"] == 1 and attrs["tile"] == TILE and attrs["core"] == CORE
     assert attrs["box_size"] == N and attrs["redshift"] == 0.5 and json.loads(attrs["cosmology"])["h"] == 0.6766
-    assert attrs["seed"] == SEED and attrs["sampler"] and attrs["steps"] == 2 and "outpaint_job" in attrs["model"]
+    assert attrs["seed"] == SEED and json.loads(attrs["generation"])["steps"] == 2
+    assert "outpaint_job" in attrs["model"]
     assert "created_by" in attrs and not os.path.exists(state_path(out)) and not os.path.exists(lock_path(out))
 
 
@@ -153,7 +157,7 @@ def test_crash_mid_phase_then_resume_on_other_rank_count(lr_file, reference, tmp
     out, log = tmp_path / "sr.h5", tmp_path / "log"
     log.mkdir()
     with pytest.raises(Crash):
-        run_in_process(lr_file, out, generator=instrumented(stand_in, TILE, CORE, log, crash_phase=2))
+        run_in_process(lr_file, out, tile_generator=instrumented(stand_in, TILE, CORE, log, crash_phase=2))
     assert not out.exists()
     done_before = len(logged_seeds(log))
     assert done_before == 2 * 8                                      # phases 0 and 1
@@ -248,8 +252,8 @@ def test_tile_grid_shifted_by_one_block_gives_the_rolled_field(lr_file, tmp_path
     with h5py.File(lr_file, "r") as f:
         lr = f["lr"][...]
     rolled = write_lr(tmp_path / "rolled.h5", np.roll(lr, CORE, axis=(0, 1, 2)), float(N))
-    run_in_process(lr_file, tmp_path / "plain.h5", generator=tile_smoother)
-    run_in_process(rolled, tmp_path / "shifted.h5", generator=tile_smoother)
+    run_in_process(lr_file, tmp_path / "plain.h5", tile_generator=tile_smoother)
+    run_in_process(rolled, tmp_path / "shifted.h5", tile_generator=tile_smoother)
     plain, shifted = read_sr(tmp_path / "plain.h5")[0], read_sr(tmp_path / "shifted.h5")[0]
     np.testing.assert_allclose(np.roll(shifted, -CORE, axis=(0, 1, 2)), plain, rtol=1e-6, atol=1e-7)
     # not trivially so: the smoother reads across core faces, so a zero or clamped wrap would differ
@@ -265,7 +269,7 @@ def test_known_context_is_never_overwritten_and_only_cores_are_kept(lr_file, tmp
         return out
 
     out = tmp_path / "sr.h5"
-    run_in_process(lr_file, out, generator=recording)
+    run_in_process(lr_file, out, tile_generator=recording)
     sr = read_sr(out)[0]
     index_of = {tile_seed(SEED, i): i for i in range(plan.n_tiles)}
     h, c = plan.halo, plan.core
@@ -324,12 +328,12 @@ def test_bad_inputs_are_input_errors_and_leave_no_output(lr_file, tmp_path):
 def test_interrupted_state_needs_resume_or_force_and_the_same_settings(lr_file, reference, tmp_path):
     out = tmp_path / "sr.h5"
     with pytest.raises(Crash):
-        run_in_process(lr_file, out, generator=instrumented(stand_in, TILE, CORE, crash_phase=1))
+        run_in_process(lr_file, out, tile_generator=instrumented(stand_in, TILE, CORE, crash_phase=1))
     with pytest.raises(InputError, match="interrupted run"):
-        run_in_process(lr_file, out, generator=instrumented(stand_in, TILE, CORE))
+        run_in_process(lr_file, out, tile_generator=instrumented(stand_in, TILE, CORE))
     with pytest.raises(InputError, match="other settings.*seed"):
-        run_in_process(lr_file, out, generator=instrumented(stand_in, TILE, CORE), resume=True, seed=2)
-    run_in_process(lr_file, out, generator=instrumented(stand_in, TILE, CORE), force=True)
+        run_in_process(lr_file, out, tile_generator=instrumented(stand_in, TILE, CORE), resume=True, seed=2)
+    run_in_process(lr_file, out, tile_generator=instrumented(stand_in, TILE, CORE), force=True)
     np.testing.assert_allclose(read_sr(out)[0], reference, rtol=1e-6, atol=1e-7)
 
 
@@ -346,7 +350,7 @@ def test_a_second_run_on_the_same_output_is_refused_while_the_first_runs(lr_file
                 refused.append(err.value.source)
         return stand_in(lr, known, mask, seeds)
 
-    run_in_process(lr_file, out, generator=interfering)
+    run_in_process(lr_file, out, tile_generator=interfering)
     assert refused == [str(out)] * 3
     np.testing.assert_allclose(read_sr(out)[0], reference, rtol=1e-6, atol=1e-7)
     assert not os.path.exists(lock_path(out)) and not os.path.exists(state_path(out))
@@ -356,9 +360,9 @@ def test_a_lock_file_without_a_live_holder_does_not_block_resume(lr_file, refere
     """kill -9 leaves OUT.lock behind, but the kernel dropped its flock with the process."""
     out = tmp_path / "sr.h5"
     with pytest.raises(Crash):
-        run_in_process(lr_file, out, generator=instrumented(stand_in, TILE, CORE, crash_phase=1))
+        run_in_process(lr_file, out, tile_generator=instrumented(stand_in, TILE, CORE, crash_phase=1))
     Path(lock_path(out)).touch()
-    run_in_process(lr_file, out, generator=instrumented(stand_in, TILE, CORE), resume=True)
+    run_in_process(lr_file, out, tile_generator=instrumented(stand_in, TILE, CORE), resume=True)
     np.testing.assert_allclose(read_sr(out)[0], reference, rtol=1e-6, atol=1e-7)
     assert not os.path.exists(lock_path(out))
 
@@ -391,7 +395,7 @@ def tiny_case(tiny_model, tmp_path_factory):
     """A 32^3 LR box (4 blocks per axis: 64 tiles) and its one-rank outpainting with the tiny model."""
     directory = tmp_path_factory.mktemp("tiny")
     lr = write_lr(directory / "lr.h5", lognormal(N, 5), N * SPACING)
-    upsample_box(tiny_model, lr, directory / "one.h5", steps=2, seed=SEED, batch_size=4)
+    upsample_box(tiny_model, lr, directory / "one.h5", GenerationSettings(steps=2), seed=SEED, batch_size=4)
     return lr, read_sr(directory / "one.h5")
 
 
@@ -403,14 +407,14 @@ def test_tiny_model_any_rank_count_equals_one_rank(ranks, tiny_model, tiny_case,
     assert proc.returncode == 0, proc.stderr
     assert np.isfinite(one).all() and one.shape == (N,) * 3 and one.std() > 0
     np.testing.assert_allclose(read_sr(out)[0], one, rtol=1e-4, atol=1e-5)
-    assert attrs["model"] == os.path.abspath(tiny_model) and attrs["sampler"] == "dpmpp-2m"
+    assert attrs["model"] == os.path.abspath(tiny_model) and json.loads(attrs["generation"])["sampler"] == "dpmpp-2m"
 
 
 def test_tiny_model_eight_ranks_equal_one_rank(tiny_model, tmp_path):
     """48^3 (216 tiles, 9 units): 8 oversubscribed ranks, one of them with two units."""
     lr = write_lr(tmp_path / "lr.h5", lognormal(BIG, 6), BIG * SPACING)
     one, eight = tmp_path / "one.h5", tmp_path / "eight.h5"
-    upsample_box(tiny_model, lr, one, steps=1, seed=SEED, batch_size=8)
+    upsample_box(tiny_model, lr, one, ONE_STEP, seed=SEED, batch_size=8)
     proc = mpirun(8, "--lr", lr, "--out", eight, "--model", tiny_model, "--steps", 1, "--batch", 8)
     assert proc.returncode == 0, proc.stderr
     np.testing.assert_allclose(read_sr(eight)[0], read_sr(one)[0], rtol=1e-4, atol=1e-5)
@@ -420,11 +424,11 @@ def test_model_grid_spacing_and_tile_are_checked(tiny_model, tmp_path):
     out = tmp_path / "sr.h5"
     bad = write_lr(tmp_path / "bad.h5", lognormal(16, 5), 16 * 1.5 * SPACING)
     with pytest.raises(InputError, match="spacing") as err:
-        upsample_box(tiny_model, bad, out, steps=1)
+        upsample_box(tiny_model, bad, out, ONE_STEP)
     assert "bad.h5" in err.value.source
     with pytest.raises(InputError, match="trained on tile 16"):
-        upsample_box(tiny_model, bad, out, tile=20, core=8, steps=1)
+        upsample_box(tiny_model, bad, out, ONE_STEP, tile=20, core=8)
     coarse = write_lr(tmp_path / "coarse.h5", lognormal(8, 5), 8 * 2 * SPACING)  # the model's LR grid
-    upsample_box(tiny_model, coarse, out, steps=1, batch_size=8)
+    upsample_box(tiny_model, coarse, out, ONE_STEP, batch_size=8)
     sr, attrs = read_sr(out)
     assert sr.shape == (16,) * 3 and np.isfinite(sr).all() and attrs["box_size"] == 16 * SPACING

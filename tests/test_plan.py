@@ -230,11 +230,11 @@ def test_reference_scale_counts():
 
 
 @pytest.mark.parametrize("n,tile,core,source,msg", [
-    (40, 16, 8, "--core", "multiple of 2\\*core = 16"),
-    (32, 16, 16, "--tile", "larger"),
-    (32, 15, 8, "--tile", "even"),
-    (32, 40, 8, "--tile", "exceed"),
-    (0, 16, 8, "--n", "positive"),
+    (40, 16, 8, "core", "multiple of 2\\*core = 16"),
+    (32, 16, 16, "tile", "larger"),
+    (32, 15, 8, "tile", "even"),
+    (32, 40, 8, "tile", "exceed"),
+    (0, 16, 8, "n", "positive"),
 ])
 def test_bad_sizes_are_input_errors(n, tile, core, source, msg):
     with pytest.raises(InputError, match=msg) as err:

@@ -167,3 +167,10 @@ def test_bad_sigmas_are_rejected():
             P.sample_dpmpp_2m(gaussian_denoiser, start((1, 1, 2, 2, 2)), sigmas)
     with pytest.raises(ValueError, match="together"):
         P.sample_ddim(gaussian_denoiser, start((1, 1, 2, 2, 2)), [1.0, 0.0], known=torch.zeros(1))
+
+
+def test_every_sampler_has_a_default_schedule_and_an_evaluation_count():
+    """The settings module names the samplers without importing torch; the three tables agree."""
+    from emulator.config import SAMPLER_SCHEDULES
+    assert set(P.SAMPLERS) == set(SAMPLER_SCHEDULES) == set(P.EVALUATIONS)
+    assert P.evaluations("heun", 5) == 9 and P.evaluations("dpmpp-2m", 5) == 5

@@ -7,8 +7,11 @@ import numpy as np
 import pytest
 import torch
 
+from emulator.checkpoint import load_model
 from emulator.cli import main
-from emulator.config import TrainConfig
+from emulator.config import GenerationSettings, TrainConfig
+from emulator.data import read_pair_box
+from emulator.generate import generate_tiles
 from emulator.schedule import LinearSchedule
 from emulator.train import (ema_decay, example_noise, spectra_summary, train, update_ema)
 from sims.errors import InputError
@@ -31,7 +34,7 @@ def write_pairs(directory, count=2):
 
 
 def tiny_config(data, **changes):
-    base = dict(data=data, preset="tiny", tile=16, core=8, batch=2, steps=6, lr=2e-3, ema=0.99,
+    base = dict(data=data, preset="tiny", tile=16, core=8, batch=2, steps=6, learning_rate=2e-3, ema=0.99,
                 p_mask=0.5, val_every=0, save_every=1000, log_every=1, seed=3)
     return TrainConfig(**{**base, **changes})
 
@@ -47,7 +50,7 @@ def data_dir(tmp_path_factory):
 
 
 def test_loss_decreases_on_tiny_dataset(data_dir, tmp_path):
-    train(tiny_config(data_dir, steps=40, batch=4, lr=3e-3, formulation="palette", lr_band=0.0,
+    train(tiny_config(data_dir, steps=40, batch=4, learning_rate=3e-3, formulation="palette", lr_band=0.0,
                       prediction="eps"),
           str(tmp_path), progress=False)
     losses = np.array([r["loss"] for r in read_metrics(tmp_path)])
@@ -83,13 +86,13 @@ def test_resume_is_bitwise_identical(data_dir, tmp_path):
 
 def test_two_ranks_match_one_process_with_the_same_global_batch(data_dir, tmp_path):
     flags = ["-m", "emulator.cli", "train", "--data", data_dir, "--preset", "tiny", "--tile", "16",
-             "--core", "8", "--steps", "3", "--val-every", "0", "--p-mask", "0", "--lr", "1e-3",
+             "--core", "8", "--steps", "3", "--val-every", "0", "--p-mask", "0", "--learning-rate", "1e-3",
              "--ema", "0.99", "--seed", "0"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
                     "2", *flags, "--batch", "2", "--out", str(tmp_path / "ddp")], check=True, env=env,
                    capture_output=True)
-    train(tiny_config(data_dir, steps=3, batch=4, p_mask=0.0, lr=1e-3, seed=0), str(tmp_path / "one"),
+    train(tiny_config(data_dir, steps=3, batch=4, p_mask=0.0, learning_rate=1e-3, seed=0), str(tmp_path / "one"),
           progress=False)
     _, a = checkpoint_tensors(tmp_path / "ddp" / "checkpoint.pt")
     _, b = checkpoint_tensors(tmp_path / "one" / "checkpoint.pt")
@@ -111,8 +114,8 @@ def test_resume_trims_metrics_written_after_the_checkpoint(data_dir, tmp_path):
 def test_mismatched_config_and_overwrite_are_refused(data_dir, tmp_path):
     config = tiny_config(data_dir, steps=1)
     train(config, str(tmp_path), progress=False)
-    with pytest.raises(InputError, match="checkpoint.pt.*different configuration.*lr: 0.002 -> 0.001"):
-        train(config.replace(lr=1e-3), str(tmp_path), resume=True, progress=False)
+    with pytest.raises(InputError, match="checkpoint.pt.*different configuration.*learning_rate: 0.002 -> 0.001"):
+        train(config.replace(learning_rate=1e-3), str(tmp_path), resume=True, progress=False)
     with pytest.raises(InputError, match="already holds checkpoint.pt"):
         train(config, str(tmp_path), progress=False)
 
@@ -255,14 +258,11 @@ def test_a_briefly_trained_residual_band_model_keeps_what_the_lr_knows(data_dir,
     0.005): the residual formulation starts from the LR and the band projection holds its large
     scales. At the same budget a palette model reaches r = 0.05 there, a residual one without the
     band 0.27."""
-    from emulator.checkpoint import load_model
-    from emulator.data import read_pair_box
-    from emulator.generate import generate_tiles
     train(tiny_config(data_dir, steps=60, batch=4, p_mask=0.0, formulation="residual", lr_band=0.5),
           str(tmp_path), progress=False)
     model = load_model(tmp_path / "model.pt")
     held_out = read_pair_box(os.path.join(data_dir, "pair1.h5"))     # the validation pair
-    sr = generate_tiles(model, held_out.lr[None], None, None, [7], steps=10)[0]
+    sr = generate_tiles(model, GenerationSettings(steps=10), held_out.lr[None], None, None, [7])[0]
     k, r_sr = correlation(sr, held_out.hr, BOX)
     _, r_lr = correlation(held_out.lr, held_out.hr, BOX)
     low = k < 0.5 * np.pi / model.lr_spacing

@@ -251,7 +251,7 @@ def test_cli_lr_transfer_from_training_pairs_and_from_a_checkpoint(tmp_path, mon
     checkpoint = tmp_path / "model.pt"
     checkpoint.write_bytes(b"")
     stored = {"k": [0.1, 1.0], "t": [1.0, 2.0]}
-    monkeypatch.setattr("emulator.checkpoint.load_model",
+    monkeypatch.setattr("emulator.validate.load_model",
                         lambda path: types.SimpleNamespace(lr_transfer=stored))
     assert main(["validate", "--truth", pair, "--pred", sr, "--lr", pair, "--model", str(tmp_path),
                  "--out", str(out)]) == 0
@@ -270,7 +270,7 @@ def test_cli_transfer_errors_name_the_flag_or_file(tmp_path, monkeypatch, capsys
     truth = lognormal(43, n=16)
     pair = write_h5(tmp_path / "pair.h5", hr=truth, lr=truth)
     (tmp_path / "model.pt").write_bytes(b"")
-    monkeypatch.setattr("emulator.checkpoint.load_model",
+    monkeypatch.setattr("emulator.validate.load_model",
                         lambda path: types.SimpleNamespace(lr_transfer=None))
     (tmp_path / "empty").mkdir()
     (tmp_path / "coarse").mkdir()

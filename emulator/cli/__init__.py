@@ -1,11 +1,17 @@
 """The ``emulator`` command. Each subcommand lives in its own module of this package with
-``add_parser(subparsers)`` and a ``run(args)`` bound through ``set_defaults(run=...)``; modules
-import their heavy dependencies inside ``run`` so that ``--help`` stays fast."""
+``add_parser(subparsers)`` and a ``run(args)`` bound through ``set_defaults(run=...)`` that
+builds the settings and calls one library function. ``run`` imports that library function
+when it runs, so that ``--help`` does not load torch.
+
+Library errors name the setting (``InputError("batch_size", ...)``); :func:`main` names the
+flag instead (``--batch``), from the parser itself: the one place settings map to flags.
+This package is the application layer: it may import every package, and none imports it."""
 import argparse
 import importlib
 import shlex
 import sys
 
+from emulator.config import GenerationSettings
 from sims.errors import InputError, one_line
 from sims.h5io import COMMAND_LINE
 from sims.outputs import check_writable
@@ -26,6 +32,40 @@ class StrictParser(argparse.ArgumentParser):
         raise InputError(self.prog, message)
 
 
+def add_generation_flags(p, defaults=GenerationSettings()):
+    """The flags of emulator.config.GenerationSettings (upsample and demo)."""
+    p.add_argument("--sampler", default=defaults.sampler,
+                   help="Sampler: ddpm (the reference's ancestral sampler), ddim, dpmpp-2m, "
+                        "dpmpp-2m-sde or heun.")
+    p.add_argument("--steps", type=int, default=defaults.steps,
+                   help="Sampler steps (heun makes 2 network evaluations per step but the last; "
+                        "ddpm with 2000 steps is the reference baseline).")
+    p.add_argument("--sigma-schedule", default=None,
+                   help="Noise levels of the steps: karras, logsnr or trained (default: trained "
+                        "for ddpm, karras otherwise).")
+    p.add_argument("--lr-consistency", type=float, default=None, metavar="F",
+                   help="Take the band below F times the LR Nyquist wavenumber of every x0 "
+                        "estimate from the LR (default: the model's trained band).")
+    p.add_argument("--mass-conservation", action=argparse.BooleanOptionalAction,
+                   default=defaults.mass_conservation,
+                   help="Rescale the generated voxels of every tile to hold the LR's mass there "
+                        "(dark-matter mass is conserved between the LR and HR runs).")
+    p.add_argument("--bf16", action="store_true",
+                   help="Run the network under bf16 autocast on CUDA (ignored on CPU).")
+
+
+def generation_settings(args):
+    """The GenerationSettings of the flags of :func:`add_generation_flags`."""
+    return GenerationSettings(sampler=args.sampler, steps=args.steps, sigma_schedule=args.sigma_schedule,
+                              lr_consistency=args.lr_consistency,
+                              mass_conservation=args.mass_conservation, bf16=args.bf16)
+
+
+def flag_names(parser):
+    """{setting (an argument's dest): its longest flag} of a (sub)command's parser."""
+    return {a.dest: max(a.option_strings, key=len) for a in parser._actions if a.option_strings}
+
+
 def build_parser(parser_class=argparse.ArgumentParser):
     parser = parser_class(
         prog="emulator",
@@ -35,6 +75,8 @@ def build_parser(parser_class=argparse.ArgumentParser):
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in SUBCOMMANDS:
         importlib.import_module(f"emulator.cli.{name}").add_parser(subparsers)
+        command = subparsers.choices[name]
+        command.set_defaults(flags=flag_names(command))
     return parser
 
 
@@ -53,13 +95,21 @@ def main(argv=None):
         for name, folder in OUTPUTS[args.command]:
             check_writable(getattr(args, name), directory=folder)
         return args.run(args) or 0
+    except InputError as err:
+        return _report(InputError(args.flags.get(err.source, err.source), err.problem))
     except (Exception, KeyboardInterrupt) as err:
-        status_message = one_line(err)
-        if status_message is None:
-            raise
-        from tqdm import tqdm
-        tqdm.write(f"error: {status_message[1]}", file=sys.stderr)     # on a line of its own
-        return status_message[0]
+        return _report(err)
+
+
+def _report(err):
+    """Print ``error: ...`` on a line of its own and return the exit status of an error that is
+    not a bug (sims.errors.one_line); re-raise a bug."""
+    status_message = one_line(err)
+    if status_message is None:
+        raise err
+    from tqdm import tqdm
+    tqdm.write(f"error: {status_message[1]}", file=sys.stderr)
+    return status_message[0]
 
 
 if __name__ == "__main__":

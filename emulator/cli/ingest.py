@@ -37,17 +37,9 @@ def add_parser(subparsers):
 
 
 def run(args):
-    import os
-
-    from sims.errors import InputError
     from sims.ingest import ingest_pair
-    from sims.outputs import lock_output
 
-    with lock_output(args.out):
-        if os.path.exists(args.out) and not args.force:
-            raise InputError(args.out, "already exists; use --force to overwrite it")
-        attrs = ingest_pair(args.lr, args.hr, args.out, args.grid, hr_type=args.hr_type,
-                            mas=args.mas, lr_grid=args.lr_grid, length_unit=args.length_unit)
+    attrs = ingest_pair(args.lr, args.hr, args.out, args.grid, hr_type=args.hr_type, mas=args.mas,
+                        lr_grid=args.lr_grid, length_unit=args.length_unit, force=args.force)
     print(f"wrote {args.out}: lr {attrs['lr_grid']}^3 from {attrs['lr_particles']:g}^3 particles, "
           f"hr {attrs['grid']}^3 from {attrs['hr_particles']:g}^3 {args.hr_type} particles")
-    return 0

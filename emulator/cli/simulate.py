@@ -1,6 +1,5 @@
 """``emulator simulate``: paired low/high-resolution PM boxes, one HDF5 file per seed."""
 import argparse
-import contextlib
 
 COSMOLOGY_FLAGS = (("h", "Dimensionless Hubble constant h = H0 / (100 km/s/Mpc)"),
                    ("Omega_m", "Matter density parameter today"),
@@ -59,62 +58,15 @@ def add_parser(subparsers):
 
 
 def run(args):
-    import dataclasses
-    import os
-
-    from tqdm import tqdm
-
-    from sims.errors import InputError
-
-    with _flag_names(args):
-        config, cosmo = _configure(args)
-        if args.boxes < 1:
-            raise InputError("boxes", f"must be >= 1, got {args.boxes}")
-        if args.first_box < 0:
-            raise InputError("first_box", f"must be >= 0, got {args.first_box}")
-    from sims.pairs import pair_complete, write_simulated_pair
-
-    boxes = range(args.first_box, args.first_box + args.boxes)
-    configs = [dataclasses.replace(config, seed=config.seed + i) for i in boxes]
-    paths = [os.path.join(args.out, f"box_{i:04d}.h5") for i in boxes]
-    done = [not args.force and pair_complete(path, c, cosmo) for path, c in zip(paths, configs)]
-    os.makedirs(args.out, exist_ok=True)
-    with contextlib.closing(tqdm(total=args.boxes, desc="boxes", unit="box",
-                                 disable=not args.progress)) as bar:
-        for i, path, box_config, complete in zip(boxes, paths, configs, done):
-            if not complete:
-                snapshots = (os.path.join(args.out, "snapshots", f"box_{i:04d}")
-                             if args.keep_snapshots else None)
-                write_simulated_pair(path, box_config, cosmo, keep_snapshots_dir=snapshots,
-                                     progress=args.progress)
-            bar.update()
-    print(f"{args.out}: {args.boxes} boxes ({sum(done)} already complete, skipped)")
-    return 0
-
-
-def _configure(args):
-    """The validated PairConfig (first seed) and Cosmology of the command line."""
     from sims.cosmology import Cosmology
-    from sims.pairs import PairConfig
+    from sims.pairs import PairConfig, simulate_boxes
 
     given = {name: getattr(args, name) for name, _ in COSMOLOGY_FLAGS if getattr(args, name) is not None}
-    cosmo = Cosmology(**given)
     config = PairConfig(seed=args.seed, box_size=args.box_size, lr_particles=args.lr_particles,
                         hr_particles=args.hr_particles, grid=args.grid, lr_grid=args.lr_grid,
                         redshift=args.redshift, steps=args.steps, z_init=args.z_init,
                         force_mesh_factor=args.force_mesh_factor)
-    return config, cosmo
-
-
-@contextlib.contextmanager
-def _flag_names(args):
-    """Re-raise an InputError about an option's field (e.g. 'lr_particles') as one about its
-    flag ('--lr-particles'), so the message names what the user typed."""
-    from sims.errors import InputError
-
-    try:
-        yield
-    except InputError as err:
-        if err.source not in vars(args):
-            raise
-        raise InputError("--" + err.source.lower().replace("_", "-"), err.problem) from None
+    skipped = simulate_boxes(args.out, config, Cosmology(**given), boxes=args.boxes,
+                             first_box=args.first_box, force=args.force,
+                             keep_snapshots=args.keep_snapshots, progress=args.progress)
+    print(f"{args.out}: {args.boxes} boxes ({skipped} already complete, skipped)")

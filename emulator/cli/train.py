@@ -16,7 +16,7 @@ OPTIONS = (
     ("--batch", "batch", int, "B", "Crops per process and step (the global batch is B times the "
                                    "number of torchrun processes)."),
     ("--steps", "steps", int, "N", "Total number of optimiser steps (a resumed run continues to N)."),
-    ("--lr", "lr", float, "RATE", "AdamW learning rate."),
+    ("--learning-rate", "learning_rate", float, "RATE", "AdamW learning rate."),
     ("--weight-decay", "weight_decay", float, "W", "AdamW decoupled weight decay."),
     ("--grad-clip", "grad_clip", float, "G", "Maximum global gradient norm."),
     ("--ema", "ema", float, "DECAY", "EMA decay of the inference weights."),
@@ -82,7 +82,7 @@ def resolve_config(args):
     options.update({k: v for k, v in vars(args).items() if k in names})
     config = TrainConfig.from_dict(options, args.config or "options")
     if not config.data:
-        raise InputError("--data", "no data directory given (use --data DIR or 'data' in --config)")
+        raise InputError("data", "no data directory given (use --data DIR or 'data' in --config)")
     return config.replace(data=os.path.abspath(config.data))
 
 

@@ -1,8 +1,6 @@
 """``emulator validate``: compare predicted fields with the truth and write report.json + plots."""
 import argparse
 
-from sims.errors import InputError
-
 
 def add_parser(subparsers):
     p = subparsers.add_parser(
@@ -48,59 +46,8 @@ def add_parser(subparsers):
     p.set_defaults(run=run)
 
 
-def transfer_from_model(path):
-    """The ``lr_transfer`` dict ({"k": [h/Mpc], "t": [...], "source"}) stored in a checkpoint
-    (file or directory); InputError naming ``--model`` or the file when it is missing."""
-    from emulator.checkpoint import load_model
-    from emulator.cli.upsample import model_path
-
-    path = model_path(path)
-    transfer = load_model(path).lr_transfer
-    if transfer is None:
-        raise InputError(path, "checkpoint stores no lr_transfer T(k) (it predates them); fit one "
-                               "on its training pairs with --transfer-from DIR")
-    return {"k": list(transfer["k"]), "t": list(transfer["t"]), "source": f"checkpoint {path}"}
-
-
-def transfer_from_pairs(data_dir):
-    """The ``lr_transfer`` dict ({"k": [h/Mpc], "t": [...], "source"}) fitted by
-    :func:`sims.stats.fit_lr_transfer` on every paired file of ``data_dir``, read one at a time;
-    InputError naming the file whose LR is not on its HR grid or whose box size differs."""
-    from emulator.data import find_pair_files
-    from sims.pairfile import read_pair
-    from sims.stats import fit_lr_transfer
-
-    paths = find_pair_files(data_dir)
-    box_size = float(read_pair(paths[0])[2]["box_size"])
-
-    def pairs():
-        for path in paths:
-            lr, hr, attrs = read_pair(path)
-            if lr.shape != hr.shape:
-                raise InputError(path, f"LR grid {lr.shape} differs from the HR grid {hr.shape}; "
-                                       "fitting T(k) needs the LR painted on the HR grid")
-            if abs(float(attrs["box_size"]) / box_size - 1) > 1e-6:
-                raise InputError(path, f"box size {attrs['box_size']} Mpc/h differs from the "
-                                       f"{box_size} Mpc/h of {paths[0]}")
-            yield lr, hr
-
-    k, t = fit_lr_transfer(pairs(), box_size)
-    return {"k": k.tolist(), "t": t.tolist(),
-            "source": f"fitted on {len(paths)} training pairs in {data_dir}"}
-
-
 def run(args):
-    from sims.validation import summary_table, validate_files
+    from emulator.validate import validate
 
-    lr_transfer = None
-    if args.model is not None or args.transfer_from is not None:
-        if args.lr is None:
-            flag = "--model" if args.model is not None else "--transfer-from"
-            raise InputError(flag, "the LR x T(k) baseline multiplies the LR field: give --lr too")
-        lr_transfer = (transfer_from_model(args.model) if args.model is not None
-                       else transfer_from_pairs(args.transfer_from))
-    report = validate_files(args.truth, args.pred, args.out, lr_spec=args.lr, mas=args.mas,
-                            core=args.core, lr_transfer=lr_transfer)
-    print(summary_table(report))
-    print(f"wrote {args.out}/report.json and plots")
-    return 0
+    validate(args.truth, args.pred, args.out, lr=args.lr, mas=args.mas, core=args.core,
+             model=args.model, transfer_from=args.transfer_from)
