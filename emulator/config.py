@@ -21,7 +21,7 @@ from pathlib import Path
 from emulator.geometry import halo_width
 from emulator.schedule import SPACINGS, LinearSchedule
 from emulator.schedule import from_dict as schedule_from_dict
-from sims.errors import InputError
+from sims.errors import InputError, check_choice, check_int, check_number
 
 DEFAULT_MODEL = Path(__file__).resolve().parent / "default_model"
 """The packaged default model's directory (its model card is MODEL_CARD.md there)."""
@@ -45,30 +45,6 @@ RENAMED_FIELDS = {"lr": "learning_rate"}
 
 RESUMABLE_FIELDS = frozenset({"data", "steps", "val_every", "save_every", "log_every", "num_workers"})
 """Fields that may change between an interrupted run and its ``--resume``."""
-
-
-def check_int(name, value, minimum=1):
-    """InputError naming setting ``name`` unless ``value`` is an integer >= ``minimum``."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise InputError(name, f"must be an integer >= {minimum}, got {value!r}")
-    return value
-
-
-def check_number(name, value, low, high, open_low=False, open_high=False):
-    """InputError naming setting ``name`` unless ``value`` is a finite number in the interval."""
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) \
-        and (low < value if open_low else low <= value) and (value < high if open_high else value <= high)
-    if not ok:
-        interval = f"{'(' if open_low else '['}{low}, {high}{')' if open_high else ']'}"
-        raise InputError(name, f"must be a number in {interval}, got {value!r}")
-    return value
-
-
-def check_choice(name, value, choices):
-    """InputError naming setting ``name`` unless ``value`` is one of ``choices``."""
-    if value not in choices:
-        raise InputError(name, f"must be one of {sorted(choices)}, got {value!r}")
-    return value
 
 
 def fields_from_dict(cls, d, source, what):

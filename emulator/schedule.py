@@ -25,7 +25,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from sims.errors import InputError
+from sims.errors import InputError, check_int
 
 
 def sigma_from_alpha_bar(alpha_bar):
@@ -84,7 +84,7 @@ class LinearSchedule(_Discrete):
     steps: int = 2000
 
     def __post_init__(self):
-        _check_steps(self.steps)
+        check_int("schedule steps", self.steps, minimum=2)
         if not 0.0 < self.beta_start <= self.beta_end < 1.0:
             raise InputError("schedule", "need 0 < beta_start <= beta_end < 1, got "
                              f"{self.beta_start} and {self.beta_end}")
@@ -107,7 +107,7 @@ class CosineSchedule(_Discrete):
     max_beta: float = 0.999
 
     def __post_init__(self):
-        _check_steps(self.steps)
+        check_int("schedule steps", self.steps, minimum=2)
         if not self.offset > 0.0:
             raise InputError("schedule", f"cosine offset s must be positive, got {self.offset}")
         if not 0.0 < self.max_beta < 1.0:
@@ -135,22 +135,12 @@ def from_dict(d):
     return cls(**d)
 
 
-def _check_steps(steps):
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 2:
-        raise InputError("schedule", f"steps must be an integer >= 2, got {steps!r}")
-
-
-def _check_sampling_steps(steps):
-    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
-        raise InputError("steps", f"must be a positive integer, got {steps!r}")
-
-
 def karras_sigmas(schedule, steps, rho=7.0):
     """EDM time steps (Karras et al. 2022, eq. 5): for i = 0..N-1,
     sigma_i = (sigma_max^(1/rho) + i / (N - 1) (sigma_min^(1/rho) - sigma_max^(1/rho)))^rho,
     then sigma_N = 0. One step (N = 1) goes from sigma_max straight to 0.
     """
-    _check_sampling_steps(steps)
+    check_int("steps", steps)
     ramp = np.linspace(0.0, 1.0, steps) if steps > 1 else np.zeros(1)
     lo, hi = schedule.sigma_min ** (1.0 / rho), schedule.sigma_max ** (1.0 / rho)
     return np.append((hi + ramp * (lo - hi)) ** rho, 0.0)
@@ -159,7 +149,7 @@ def karras_sigmas(schedule, steps, rho=7.0):
 def logsnr_sigmas(schedule, steps):
     """Uniform in log-SNR = -2 ln sigma (the DPM-Solver "logSNR" spacing, Lu et al. 2022,
     arXiv:2206.00927 Sec. 3.3): sigma geometric from sigma_max to sigma_min, then 0."""
-    _check_sampling_steps(steps)
+    check_int("steps", steps)
     ramp = np.linspace(0.0, 1.0, steps) if steps > 1 else np.zeros(1)
     lo, hi = math.log(schedule.sigma_min), math.log(schedule.sigma_max)
     return np.append(np.exp(hi + ramp * (lo - hi)), 0.0)
@@ -173,7 +163,7 @@ def trained_sigmas(schedule, steps=None):
     """
     trained = schedule.sigmas()
     steps = len(trained) if steps is None else steps
-    _check_sampling_steps(steps)
+    check_int("steps", steps)
     if steps > len(trained):
         raise InputError("steps", f"{steps} exceeds the {len(trained)} trained noise levels")
     index = np.round(np.linspace(len(trained) - 1, 0, steps)).astype(np.int64)

@@ -7,12 +7,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from emulator.checkpoint import find_model, load_model
-from emulator.config import GenerationSettings, check_int
+from emulator.config import GenerationSettings
 from emulator.generate import sampling_plan
 from outpaint.mpi import abort_on_error, world
 from outpaint.upsample import upsample
 from sims.cosmology import PLANCK18
-from sims.errors import InputError
+from sims.errors import InputError, check_int
 from sims.pairs import simulate_pair
 from sims.validation import summary_table, validate_files
 

@@ -45,7 +45,7 @@ import numpy as np
 
 from emulator.geometry import (PHASES, block_offsets, blocks_per_axis, colour_of, fitting_cores, halo_width,
                                known_mask, periodic_crop, phase_colours)
-from sims.errors import InputError
+from sims.errors import InputError, check_int
 
 BYTES_PER_VOXEL = 4
 """float32 fields."""
@@ -148,9 +148,7 @@ class Plan:
 
     def __post_init__(self):
         for name in ("n", "tile", "core", "ranks"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise InputError(name, f"must be a positive integer, got {value!r}")
+            check_int(name, getattr(self, name))
         try:
             halo_width(self.tile, self.core)
         except ValueError as err:

@@ -23,13 +23,13 @@ import numpy as np
 from tqdm import tqdm
 
 from emulator.checkpoint import find_model, load_model
-from emulator.config import GenerationSettings, check_int
+from emulator.config import GenerationSettings
 from emulator.generate import generate_tiles, sampling_plan
 from emulator.geometry import PHASES, known_mask, periodic_crop, tile_origin
 from outpaint.mpi import abort_on_error, device_for_rank, exchange_halos, run_lock, world
 from outpaint.plan import Plan, tile_seed
 from outpaint.writer import RunState, state_path, write_output
-from sims.errors import InputError
+from sims.errors import InputError, check_int
 from sims.h5io import FieldSpec, field_dataset, open_h5, real_number
 from sims.mesh import resample_overdensity
 from sims.outputs import check_writable

@@ -11,14 +11,14 @@ import os
 import numpy as np
 
 from emulator.checkpoint import find_model, load_model
-from emulator.config import GenerationSettings, check_int
+from emulator.config import GenerationSettings
 from emulator.generate import generate_tiles, sampling_plan
 from outpaint.mpi import device_for_rank, run_lock, world
 from outpaint.plan import tile_seed
 from outpaint.run import (check_lr_values, check_model_tile, open_lr, output_action, provenance,
                           read_lr_box, upsample_box)
 from outpaint.writer import write_output
-from sims.errors import InputError
+from sims.errors import InputError, check_int
 from sims.outputs import check_writable
 
 

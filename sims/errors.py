@@ -1,8 +1,11 @@
 """The one error type for bad user input, and the one-line form of every error that is not a bug,
 so every command (and every MPI rank) reports them the same way."""
+import math
 import os
 import shlex
 import subprocess
+
+import numpy as np
 
 
 class InputError(ValueError):
@@ -15,6 +18,30 @@ class InputError(ValueError):
         self.source = str(source)
         self.problem = str(problem)
         super().__init__(f"{self.source}: {self.problem}")
+
+
+def check_int(name, value, minimum=1):
+    """InputError naming setting ``name`` unless ``value`` is an integer >= ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise InputError(name, f"must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def check_number(name, value, low, high, open_low=False, open_high=False):
+    """InputError naming setting ``name`` unless ``value`` is a finite number in the interval."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) \
+        and (low < value if open_low else low <= value) and (value < high if open_high else value <= high)
+    if not ok:
+        interval = f"{'(' if open_low else '['}{low}, {high}{')' if open_high else ']'}"
+        raise InputError(name, f"must be a number in {interval}, got {value!r}")
+    return value
+
+
+def check_choice(name, value, choices):
+    """InputError naming setting ``name`` unless ``value`` is one of ``choices``."""
+    if value not in choices:
+        raise InputError(name, f"must be one of {sorted(choices)}, got {value!r}")
+    return value
 
 
 def one_line(err):

@@ -9,7 +9,7 @@ import numpy as np
 from tqdm import tqdm
 
 from sims import mesh
-from sims.errors import InputError
+from sims.errors import InputError, check_int
 from sims.outputs import lock_output
 from sims.pairfile import write_pair
 from sims.snapshot import iter_chunks, snapshot_info
@@ -36,7 +36,7 @@ def ingest_pair(lr_snapshot, hr_snapshot, out, grid, hr_type="dm", mas="cic", lr
     """
     if hr_type not in PART_TYPES:
         raise InputError("hr_type", f"must be one of {sorted(PART_TYPES)}, got {hr_type!r}")
-    grid, lr_grid = _check_grid("grid", grid), _check_grid("lr_grid", grid if lr_grid is None else lr_grid)
+    grid, lr_grid = check_int("grid", grid), check_int("lr_grid", grid if lr_grid is None else lr_grid)
     with lock_output(out):
         if os.path.exists(out) and not force:
             raise InputError(out, "already exists; use --force to overwrite it")
@@ -67,12 +67,6 @@ def _per_side(n_total):
     n_total = int(n_total)
     side = round(n_total ** (1 / 3))
     return side if side ** 3 == n_total else float(np.cbrt(n_total))
-
-
-def _check_grid(name, n):
-    if int(n) != n or n < 1:
-        raise InputError(name, f"must be a positive integer number of cells per side, got {n}")
-    return int(n)
 
 
 def _check_same_volume(lr, hr, hr_name, lr_name):

@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from sims import ics, lpt, mesh, pm
 from sims.cosmology import RHO_CRIT
-from sims.errors import InputError
+from sims.errors import InputError, check_int
 from sims.h5io import open_h5
 from sims.pairfile import write_pair
 from sims.snapshot import write_snapshot
@@ -167,10 +167,8 @@ def simulate_boxes(out_dir, config, cosmo, boxes=1, first_box=0, force=False, ke
     these settings (:func:`pair_complete`) are skipped unless ``force``, so repeating an
     interrupted run resumes it. keep_snapshots: also write box i's final particles to
     ``out_dir/snapshots/box_IIII/``. Returns the number of boxes skipped."""
-    if isinstance(boxes, bool) or not isinstance(boxes, int) or boxes < 1:
-        raise InputError("boxes", f"must be an integer >= 1, got {boxes!r}")
-    if isinstance(first_box, bool) or not isinstance(first_box, int) or first_box < 0:
-        raise InputError("first_box", f"must be an integer >= 0, got {first_box!r}")
+    check_int("boxes", boxes)
+    check_int("first_box", first_box, minimum=0)
     indices = range(first_box, first_box + boxes)
     configs = [dataclasses.replace(config, seed=config.seed + i) for i in indices]
     paths = [os.path.join(out_dir, f"box_{i:04d}.h5") for i in indices]

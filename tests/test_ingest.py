@@ -89,7 +89,7 @@ def test_bad_files_and_options_exit_2(tmp_path, capsys):
             str(tmp_path / "pair.h5")]
     for lr, grid, words in [(tmp_path / "junk.hdf5", "8", "not an HDF5"),
                             (tmp_path / "missing.hdf5", "8", "no such snapshot"),
-                            (tmp_path / "lr.hdf5", "0", "grid: must be a positive")]:
+                            (tmp_path / "lr.hdf5", "0", "--grid: must be an integer >= 1")]:
         assert main(args + ["--lr", str(lr), "--grid", grid]) == 2
         assert words in capsys.readouterr().err
     assert not (tmp_path / "pair.h5").exists()

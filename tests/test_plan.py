@@ -234,7 +234,7 @@ def test_reference_scale_counts():
     (32, 16, 16, "tile", "larger"),
     (32, 15, 8, "tile", "even"),
     (32, 40, 8, "tile", "exceed"),
-    (0, 16, 8, "n", "positive"),
+    (0, 16, 8, "n", "must be an integer >= 1"),
 ])
 def test_bad_sizes_are_input_errors(n, tile, core, source, msg):
     with pytest.raises(InputError, match=msg) as err:

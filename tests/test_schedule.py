@@ -90,5 +90,5 @@ def test_trained_sigmas_are_a_trailing_subsequence():
     assert sch.sigmas()[1800] == pytest.approx(58, abs=0.5)
     with pytest.raises(InputError, match="exceeds"):
         S.trained_sigmas(sch, 2001)
-    with pytest.raises(InputError, match="positive"):
+    with pytest.raises(InputError, match="steps: must be an integer >= 1"):
         S.karras_sigmas(sch, 0)
