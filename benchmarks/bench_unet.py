@@ -14,6 +14,14 @@ torch.cuda.max_memory_allocated. Then the largest batch that fits at that size, 
 (forward+backward, bf16, with and without gradient checkpointing) and for inference (no_grad
 forward, bf16), found by doubling then bisecting on out-of-memory errors.
 
+CPU inference (``--cpu-inference``): the options of generation on a CPU, side by side in one
+process (rounds interleaved, so that other load on the machine hits every option alike), for one
+preset and tile (default: the packaged model's, small at 32^3): eager fp32 one tile per call
+(the reference point), more tiles per call, channels_last_3d, bf16 autocast (where the CPU has
+native bf16: avx512_bf16 or AMX; its largest deviation from fp32 is printed), torch.compile
+(inductor; its compile time is printed) and their combinations; then the same at 1 thread.
+Voxels per second are the median over rounds; the ratio is to the reference point.
+
 Prints one JSON object per measurement.
 """
 import argparse
@@ -99,6 +107,56 @@ def run_cpu(presets, sizes, threads, repeats):
                     print(json.dumps(pool.apply(cpu_case, (preset, n, backward, threads, reps))), flush=True)
 
 
+def native_bf16():
+    """Whether this CPU computes bf16 dot products natively (avx512_bf16 or AMX)."""
+    with open("/proc/cpuinfo") as f:
+        flags = f.read()
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def run_cpu_inference(preset, n, threads, rounds, base=None):
+    """Inference options side by side in this process (module docstring); ratios to ``base``
+    voxels per second (default: this run's first option). Returns the rate ratios refer to."""
+    torch.set_num_threads(threads)
+    options = [("eager fp32", 1, False, None, False), ("eager fp32", 4, False, None, False),
+               ("channels_last_3d", 4, True, None, False), ("compiled", 4, False, None, True)]
+    if native_bf16():
+        options += [("bf16 autocast", 4, False, torch.bfloat16, False),
+                    ("compiled bf16", 4, False, torch.bfloat16, True)]
+    reference = seeded(unet3d.build(preset)).eval()
+    cases = []
+    for label, batch, channels_last, dtype, compiled in options:
+        model = unet3d.build(preset, channels_last=channels_last).eval()
+        model.load_state_dict(reference.state_dict())
+        net = torch.compile(model) if compiled else model
+        x, c = inputs(model, n, batch, "cpu")
+
+        def step(net=net, x=x, c=c, dtype=dtype):
+            with torch.inference_mode(), (torch.autocast("cpu", dtype=dtype) if dtype else contextlib.nullcontext()):
+                return net(x, c).float()
+        start = time.perf_counter()
+        out = step()                                          # warm-up (and compilation)
+        warm = time.perf_counter() - start
+        with torch.inference_mode():
+            exact = reference(x, c)
+        deviation = float((out - exact).abs().max() / exact.abs().max())
+        cases.append({"option": label, "batch": batch, "step": step, "warmup_s": warm,
+                      "max_rel_deviation": deviation, "times": []})
+    for _ in range(rounds):
+        for case in cases:
+            start = time.perf_counter()
+            case["step"]()
+            case["times"].append(time.perf_counter() - start)
+    for case in cases:
+        del case["step"]
+        seconds = sorted(case.pop("times"))[rounds // 2]
+        rate = case["batch"] * n ** 3 / seconds
+        base = base or rate
+        print(json.dumps({"device": "cpu", "preset": preset, "n": n, "threads": threads, **case,
+                          "seconds_per_call": seconds, "voxels_per_s": rate, "ratio": rate / base}), flush=True)
+    return base
+
+
 def gpu_case(preset, n, batch, backward, dtype, compiled, channels_last, repeats):
     torch.cuda.empty_cache()
     model = seeded(unet3d.build(preset, channels_last=channels_last)).cuda().train(backward)
@@ -161,7 +219,16 @@ def main():
     parser.add_argument("--gpu-batch", type=int, default=8, help="Batch size of the GPU timings.")
     parser.add_argument("--no-cpu", action="store_true", help="Skip the CPU measurements.")
     parser.add_argument("--no-gpu", action="store_true", help="Skip the GPU measurements.")
+    parser.add_argument("--cpu-inference", action="store_true",
+                        help="Only the side-by-side CPU inference options (module docstring), for "
+                             "the first preset and size, at --threads and at 1 thread.")
+    parser.add_argument("--rounds", type=int, default=7, help="Timed rounds of --cpu-inference.")
     args = parser.parse_args()
+    if args.cpu_inference:
+        base = None
+        for threads in sorted({args.threads, 1}, reverse=True):
+            base = run_cpu_inference(args.presets[0], args.sizes[0], threads, args.rounds, base)
+        return
     if not args.no_cpu:
         run_cpu(args.presets, args.sizes, args.threads, args.repeats)
     if not args.no_gpu and torch.cuda.is_available():
