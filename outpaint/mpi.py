@@ -12,17 +12,19 @@ import sys
 import traceback
 
 import numpy as np
+import torch
+from mpi4py import MPI
 
 from emulator.geometry import colour_of
 from outpaint.plan import BYTES_PER_VOXEL
-from sims.errors import one_line
+from sims.errors import InputError, one_line
+from sims.outputs import acquire, release
 
 TAG_HALO = 11
 
 
 def world():
     """``MPI.COMM_WORLD`` (a one-rank world when not started by mpiexec)."""
-    from mpi4py import MPI
     return MPI.COMM_WORLD
 
 
@@ -54,9 +56,6 @@ def run_lock(comm, out_path):
     takes it exclusively, which fails while any process of another run holds it, then shares it
     with the other ranks, so that it stays held while any rank of this run lives (mpiexec may
     return before an aborted rank has died). InputError on every rank when it is held."""
-    from sims.errors import InputError
-    from sims.outputs import acquire, release
-
     rank, fd, refused = comm.Get_rank(), None, None
     if rank == 0:
         try:
@@ -77,7 +76,6 @@ def run_lock(comm, out_path):
 
 def local_rank(comm):
     """Rank of this process among the ranks of its node (shared-memory split of ``comm``)."""
-    from mpi4py import MPI
     node = comm.Split_type(MPI.COMM_TYPE_SHARED)
     try:
         return node.Get_rank()
@@ -88,7 +86,6 @@ def local_rank(comm):
 def device_for_rank(comm):
     """torch device of this rank: CUDA GPU ``local_rank % device_count`` when CUDA is available
     (one rank per GPU), else the CPU."""
-    import torch
     if torch.cuda.is_available():
         return torch.device("cuda", local_rank(comm) % torch.cuda.device_count())
     return torch.device("cpu")
@@ -128,7 +125,6 @@ def exchange_halos(comm, plan, field, phase):
     receives, in place. Nonblocking sends and receives, then one wait: no ordering between peers.
     Pieces this rank sends itself (a rectangle spanning the periodic box) are copied. Returns the
     bytes sent to other ranks."""
-    from mpi4py import MPI
     rank = comm.Get_rank()
     sends, receives = plan.messages(rank, phase)
     select = z_selections(plan)

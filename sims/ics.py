@@ -17,6 +17,7 @@ w(n) = (g(n) + conj g(-n)) / sqrt(2), which keeps the variance and is resolution
 import numpy as np
 
 from sims import fft
+from sims.cosmology import linear_power
 from sims.errors import InputError
 
 
@@ -98,6 +99,4 @@ def linear_density_modes(seed, n, box_size, cosmo, z=0.0):
 
     Shorthand for ``linear_modes(white_noise(seed, n), box_size, P_lin(., z))``.
     """
-    from sims.cosmology import linear_power
-
     return linear_modes(white_noise(seed, n), box_size, lambda k: linear_power(cosmo, k, z))

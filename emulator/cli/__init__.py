@@ -11,6 +11,8 @@ import importlib
 import shlex
 import sys
 
+from tqdm import tqdm
+
 from emulator.config import GenerationSettings
 from sims.errors import InputError, one_line
 from sims.h5io import COMMAND_LINE
@@ -107,7 +109,6 @@ def _report(err):
     status_message = one_line(err)
     if status_message is None:
         raise err
-    from tqdm import tqdm
     tqdm.write(f"error: {status_message[1]}", file=sys.stderr)
     return status_message[0]
 

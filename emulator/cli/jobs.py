@@ -2,6 +2,11 @@
 import argparse
 import os
 
+from emulator.cli import StrictParser, build_parser
+from jobs.render import JobOptions, render
+from sims.errors import InputError
+from sims.outputs import write_text
+
 
 def add_parser(subparsers):
     parser = subparsers.add_parser(
@@ -43,11 +48,6 @@ def add_parser(subparsers):
 
 
 def run(args):
-    from emulator.cli import StrictParser, build_parser
-    from jobs.render import JobOptions, render
-    from sims.errors import InputError
-    from sims.outputs import write_text
-
     tasks = args.tasks_per_node or (max(args.gpus_per_node, 1) if args.kind == "upsample" else 1)
     try:
         opts = JobOptions(
