@@ -9,12 +9,16 @@ and strong scaling of the MPI driver on this machine.
    box): tiles per rank per phase, load balance, halo MiB sent per rank and messages after each
    phase that has an exchange, memory per rank; a rank count above (nb / 2)^2 is refused.
    Printed as a table, then with the other parts as JSON.
-3. ``scaling``: wall time of ``upsample_box`` with an untrained 'tiny' U-Net (a 32^3 box of
-   tile 16, core 8: 64 tiles, at most 4 ranks) on ``--ranks`` MPI ranks (default 1 2; one
-   thread each), speed-up and parallel efficiency T1 / (R T_R), and each rank's seconds per
-   phase split into generation, storing and halo exchange (with the wait for neighbours).
-   Generation time only: process start and imports are excluded. Run it on an otherwise idle
-   machine.
+3. ``scaling``: wall time of ``upsample_box`` with an untrained 'tiny' U-Net (by default a
+   32^3 box of tile 16, core 8: 64 tiles, at most 4 ranks; ``--box``, ``--tile``, ``--core``)
+   or a given ``--model`` on ``--ranks`` MPI ranks (default 1 2; one thread each), speed-up and
+   parallel efficiency T1 / (R T_R), each rank's seconds per phase split into generation,
+   storing and halo exchange (with the wait for neighbours), rank 0's output write, and peak
+   RSS per rank beside the planner's figure. From the first rank count's run, the unit costs
+   (per tile, per message, output bytes per second) feed a strong-scaling model (the busiest
+   rank's tiles and messages per phase from the planner, plus the serial output write) that
+   predicts the measured rank counts and 2048^3 on 1024 ranks. Process start and imports are
+   excluded. Run it on an otherwise idle machine.
 
 Usage: python benchmarks/bench_outpaint.py [--part reference|plan|scaling|all] [--ranks 1 2 4]
        [--json FILE]
@@ -92,31 +96,37 @@ def plan_table(rows):
     return "\n".join(lines)
 
 
-def make_inputs(directory, n=32, tile=16, core=8):
-    """An untrained tiny U-Net checkpoint and an n^3 lognormal LR box on its HR grid."""
+def make_inputs(directory, n=32, tile=16, core=8, model=None):
+    """A checkpoint (``model``, else an untrained tiny U-Net of ``tile`` and ``core``) and an n^3
+    lognormal LR box on its HR grid."""
     import h5py
     import torch
 
     from emulator import checkpoint
     from emulator.config import TrainConfig
     from emulator.normalization import Normalization
-    torch.manual_seed(0)
-    config = TrainConfig(preset="tiny", tile=tile, core=core)
-    meta = checkpoint.ModelMeta(config=config, spacing=1.0, lr_spacing=2.0,
-                                normalization=Normalization(shift=0.0, scale=0.02))
-    model = os.path.join(directory, "tiny.pt")
-    checkpoint.save_inference_model(model, meta, checkpoint.build_net(config))
+    if model is None:
+        torch.manual_seed(0)
+        config = TrainConfig(preset="tiny", tile=tile, core=core)
+        meta = checkpoint.ModelMeta(config=config, spacing=1.0, lr_spacing=2.0,
+                                    normalization=Normalization(shift=0.0, scale=0.02))
+        model = os.path.join(directory, "tiny.pt")
+        checkpoint.save_inference_model(model, meta, checkpoint.build_net(config))
+    spacing = checkpoint.load_model(checkpoint.find_model(model)).spacing
     rho = np.exp(0.5 * np.random.default_rng(0).standard_normal((n,) * 3))
     lr = os.path.join(directory, "lr.h5")
     with h5py.File(lr, "w") as f:
         f["lr"] = (rho / rho.mean() - 1).astype(np.float32)
-        f.attrs["box_size"] = float(n)
+        f.attrs["box_size"] = float(n * spacing)
     return model, lr
 
 
 def worker(model, lr, out, steps, batch_size):
-    """One timed upsample_box call on every rank; rank 0 prints the slowest rank's seconds and
-    every rank's seconds per phase (tiles, generate, store, exchange: run.run_phases)."""
+    """One timed upsample_box call on every rank; rank 0 prints the slowest rank's seconds, every
+    rank's seconds per phase (tiles, generate, store, exchange: run.run_phases; rank 0 last: the
+    output write) and every rank's peak RSS [MiB]."""
+    import resource
+
     from mpi4py import MPI
 
     from emulator.config import GenerationSettings
@@ -128,19 +138,23 @@ def worker(model, lr, out, steps, batch_size):
                  timings=phases)
     seconds = comm.allreduce(time.perf_counter() - start, op=MPI.MAX)
     per_rank = comm.gather(phases, root=0)
+    rss = comm.gather(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, root=0)
     if comm.Get_rank() == 0:
-        print(json.dumps({"seconds": seconds, "phases_per_rank": per_rank}))
+        print(json.dumps({"seconds": seconds, "phases_per_rank": per_rank, "peak_rss_mib": rss}))
 
 
-def strong_scaling(steps=4, batch_size=8, ranks=(1, 2), repeat=3):
+def strong_scaling(steps=4, batch_size=8, ranks=(1, 2), repeat=3, n=32, tile=16, core=8, model=None):
     """Wall time on each rank count (mpiexec, OMP_NUM_THREADS=1; best of ``repeat`` runs, as other
     work on a shared machine only ever slows a run down), speed-up and parallel efficiency
     against the first count, and the best run's seconds per phase and rank (where the time
-    goes: generation, storing, exchange including waiting)."""
+    goes: generation, storing, exchange including waiting; then rank 0's output write) and peak
+    RSS per rank beside the planner's memory per rank (its two local arrays). ``model``: a
+    checkpoint (its tile and core), else an untrained tiny U-Net of ``tile`` and ``core``."""
     mpiexec = os.path.join(os.path.dirname(sys.executable), "mpiexec")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
     with tempfile.TemporaryDirectory() as tmp:
-        model, lr = make_inputs(tmp)
+        model, lr = make_inputs(tmp, n, tile, core, model)
+        tile, core = _tile_core(model)
         times, best = {}, {}
         for r in ranks:
             cmd = [mpiexec, "-n", str(r), sys.executable, __file__, "--worker", model, lr,
@@ -151,11 +165,57 @@ def strong_scaling(steps=4, batch_size=8, ranks=(1, 2), repeat=3):
             best[r] = min(reports, key=lambda report: report["seconds"])
             times[r] = best[r]["seconds"]
     base = ranks[0]
-    return {"box": 32, "tiles": 64, "steps": steps, "batch_size": batch_size, "repeat": repeat,
+    plans = {r: Plan(n, tile, core, r) for r in ranks}
+    costs = measured_costs(best[base]["phases_per_rank"], plans[base], n)
+    most = max(ranks)
+    costs["seconds_per_message"] = message_cost(best[most]["phases_per_rank"], plans[most])
+    big = Plan(2048, tile, core, 1024)
+    return {"box": n, "tiles": plans[base].n_tiles, "steps": steps, "batch_size": batch_size, "repeat": repeat,
             "seconds": times, "speedup": {r: times[base] / times[r] for r in ranks},
             "efficiency": {r: times[base] * base / (r * times[r]) for r in ranks},
             "phases_per_rank": {r: best[r]["phases_per_rank"] for r in ranks},
+            "peak_rss_mib": {r: best[r]["peak_rss_mib"] for r in ranks},
+            "planner_mib_per_rank": {r: plans[r].memory_per_rank() / 2**20 for r in ranks},
+            "costs": costs, "predicted_seconds": {r: predicted_seconds(plans[r], costs) for r in ranks},
+            "predicted_2048_on_1024_ranks": {"tile": tile, "core": core,
+                                             "load_balance": big.describe()["load_balance"],
+                                             "seconds": predicted_seconds(big, costs)},
             "load_average": os.getloadavg()[0]}
+
+
+def _tile_core(model):
+    from emulator.checkpoint import find_model, load_model
+    loaded = load_model(find_model(model))
+    return loaded.tile, loaded.core
+
+
+def measured_costs(phases_per_rank, plan, n):
+    """Unit costs of a run on rank 0: seconds per generated and per stored tile, and the output
+    write's bytes per second."""
+    tiles = sum(p["tiles"] for p in phases_per_rank[0] if "tiles" in p)
+    generate = sum(p.get("generate", 0.0) for p in phases_per_rank[0])
+    store = sum(p.get("store", 0.0) for p in phases_per_rank[0])
+    output = next(p["output"] for p in phases_per_rank[0] if "output" in p)
+    return {"seconds_per_tile": generate / tiles, "store_seconds_per_tile": store / tiles,
+            "output_bytes_per_s": 4 * n**3 / output}
+
+
+def message_cost(phases_per_rank, plan):
+    """Seconds per message of a multi-rank run: the least exchange time over ranks (the others
+    include waiting for a slower neighbour) per phase, over that rank's messages (None: no
+    messages)."""
+    exchange = sum(min(r[i]["exchange"] for r in phases_per_rank) for i in range(PHASES))
+    messages = sum(int(plan.message_counts(p).max()) for p in range(PHASES))
+    return exchange / messages if messages else None
+
+
+def predicted_seconds(plan, costs):
+    """Strong-scaling model: sum over phases of the busiest rank's tiles x (generation + store)
+    cost, plus its messages x the per-message cost, plus the serial output write."""
+    work = sum(int(plan.tiles_per_rank(p).max()) for p in range(PHASES))
+    messages = sum(int(plan.message_counts(p).max()) for p in range(PHASES))
+    return (work * (costs["seconds_per_tile"] + costs["store_seconds_per_tile"])
+            + messages * (costs["seconds_per_message"] or 0.0) + 4 * plan.n**3 / costs["output_bytes_per_s"])
 
 
 def main():
@@ -167,7 +227,12 @@ def main():
     p.add_argument("--batch", type=int, default=8, help="Tiles per generator call in the scaling run.")
     p.add_argument("--repeat", type=int, default=3, help="Runs per rank count in the scaling run (best kept).")
     p.add_argument("--ranks", type=int, nargs="+", default=[1, 2],
-                   help="Rank counts of the scaling run (at most 4: the 32^3 box has 2 x 2 units).")
+                   help="Rank counts of the scaling run (at most (box / core / 2)^2: 4 for the 32^3 box).")
+    p.add_argument("--box", type=int, default=32, help="Box side [voxels] of the scaling run.")
+    p.add_argument("--tile", type=int, default=16, help="Tile of the untrained tiny U-Net.")
+    p.add_argument("--core", type=int, default=8, help="Core of the untrained tiny U-Net.")
+    p.add_argument("--model", default=None,
+                   help="Checkpoint to time instead of the tiny U-Net (e.g. emulator/default_model).")
     args = p.parse_args()
     if args.worker:
         worker(*args.worker, steps=args.steps, batch_size=args.batch)
@@ -180,7 +245,8 @@ def main():
         print(plan_table(results["plan"]))
     if args.part in ("scaling", "all"):
         results["scaling"] = strong_scaling(steps=args.steps, batch_size=args.batch, ranks=tuple(args.ranks),
-                                           repeat=args.repeat)
+                                           repeat=args.repeat, n=args.box, tile=args.tile, core=args.core,
+                                           model=args.model)
     text = json.dumps(results, indent=1)
     print(text)
     if args.json:

@@ -272,7 +272,8 @@ def upsample_box(model, lr_spec, out_path, settings=GenerationSettings(), *, til
     every process of the first has ended.
     tile_generator: ``f(lr, known, mask, seeds) -> (B, t, t, t)`` replacing generate_tiles (then
     ``model`` may be None: no checks against a model; tile and core are required).
-    timings: a list to which this rank appends its seconds per phase (:func:`run_phases`).
+    timings: a list to which this rank appends its seconds per phase (:func:`run_phases`), and
+    rank 0 then ``{"output": s}``, the seconds of writing the output from the row files.
     """
     comm = world() if comm is None else comm
     rank, out_path = comm.Get_rank(), os.fspath(out_path)
@@ -303,8 +304,11 @@ def upsample_box(model, lr_spec, out_path, settings=GenerationSettings(), *, til
             run_phases(comm, plan, state, lr, tile_generator, seed, batch_size, timings)
             comm.Barrier()
             if rank == 0:
+                start = time.perf_counter()
                 write_output(out_path, (1,) + (plan.n,) * 3, state.planes(), attrs)
                 state.remove()
+                if timings is not None:
+                    timings.append({"output": time.perf_counter() - start})
             comm.Barrier()
     return out_path
 
