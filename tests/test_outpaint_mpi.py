@@ -109,8 +109,10 @@ def test_two_ranks_equal_one_rank_and_generate_every_tile_once(lr_file, referenc
 def test_timings_account_for_every_phase_and_tile(lr_file, tmp_path):
     phases = []
     run_in_process(lr_file, tmp_path / "sr.h5", timings=phases)
+    *phases, output = phases
     assert [p["tiles"] for p in phases] == [N_TILES // PHASES] * PHASES
     assert all(p[k] >= 0 for p in phases for k in ("generate", "store", "exchange"))
+    assert list(output) == ["output"] and output["output"] > 0
 
 
 def recorded_state(out, n=N):
