@@ -34,6 +34,7 @@ import time
 import torch
 
 import unet3d
+from emulator.generate import native_bf16
 
 
 def step_fn(model, x, c, backward, autocast_dtype=None):
@@ -107,20 +108,13 @@ def run_cpu(presets, sizes, threads, repeats):
                     print(json.dumps(pool.apply(cpu_case, (preset, n, backward, threads, reps))), flush=True)
 
 
-def native_bf16():
-    """Whether this CPU computes bf16 dot products natively (avx512_bf16 or AMX)."""
-    with open("/proc/cpuinfo") as f:
-        flags = f.read()
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
 def run_cpu_inference(preset, n, threads, rounds, base=None):
     """Inference options side by side in this process (module docstring); ratios to ``base``
     voxels per second (default: this run's first option). Returns the rate ratios refer to."""
     torch.set_num_threads(threads)
     options = [("eager fp32", 1, False, None, False), ("eager fp32", 4, False, None, False),
                ("channels_last_3d", 4, True, None, False), ("compiled", 4, False, None, True)]
-    if native_bf16():
+    if native_bf16("cpu"):
         options += [("bf16 autocast", 4, False, torch.bfloat16, False),
                     ("compiled bf16", 4, False, torch.bfloat16, True)]
     reference = seeded(unet3d.build(preset)).eval()

@@ -180,7 +180,8 @@ class GenerationSettings:
     lr_consistency: None (the model's trained band, if any), or a fraction in (0, 1] of the LR
         Nyquist below which every x0 estimate takes the LR's modes.
     mass_conservation: the generated voxels of each tile hold the LR's mass there.
-    bf16: bf16 autocast of the network on CUDA (ignored on CPU).
+    bf16: bf16 autocast of the network where the device computes bf16 natively (a CUDA GPU; a
+        CPU with avx512_bf16 or AMX), float32 elsewhere (emulator.generate.native_bf16).
     sampler_options: further keywords of the sampler (eta, s_churn, s_noise, ...), as sorted
         (name, value) pairs with JSON values; given as a dict or such pairs, checked against
         the sampler's signature.
@@ -191,7 +192,7 @@ class GenerationSettings:
     sigma_schedule: str | None = None
     lr_consistency: float | None = None
     mass_conservation: bool = True
-    bf16: bool = False
+    bf16: bool = True
     sampler_options: tuple = ()
 
     def __post_init__(self):

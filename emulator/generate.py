@@ -43,6 +43,21 @@ def conserve_mass(delta, lr, mask):
     return np.where(free, (1.0 + delta) * scale - 1.0, delta).astype(np.float32)
 
 
+def native_bf16(device):
+    """Whether ``device`` computes bf16 matrix products in hardware: a CUDA GPU that supports bf16,
+    or a CPU with the avx512_bf16 or AMX-bf16 instructions (Linux /proc/cpuinfo; elsewhere False).
+    Elsewhere bf16 is emulated and slower than float32."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = f.read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
 def sampling_plan(model, settings, tile=None):
     """(sampler function, sigmas, band cut in modes of a ``tile``-voxel cube (default the model's)
     or None) of GenerationSettings ``settings`` for ``model``; InputError naming the setting of
@@ -74,7 +89,7 @@ def generate_tiles(model, settings, lr, known, mask, seeds, batch_size=None, pro
     """
     lr, known, mask = _checked_tiles(lr, known, mask, seeds)
     sample, sigmas, k_cut = sampling_plan(model, settings, lr.shape[-1])
-    use_bf16 = settings.bf16 and model.device.type == "cuda"
+    use_bf16 = settings.bf16 and native_bf16(model.device)
     denoiser = model.denoiser(autocast=torch.bfloat16 if use_bf16 else None)
     options = dict(settings.sampler_options)
     batch_size = batch_size or len(lr)
