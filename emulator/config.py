@@ -82,7 +82,9 @@ class TrainConfig:
         that many held-out crops, sampled with that sampler and number of steps.
     save_every, log_every: checkpoint and metrics-line intervals [steps].
     seed: seed of the initial weights and of every training draw.
-    bf16: bf16 autocast on CUDA (ignored on CPU). num_workers: data-loader worker processes.
+    bf16: bf16 autocast where the device computes bf16 natively (emulator.generate.native_bf16:
+        CUDA; CPUs with avx512_bf16 or AMX), float32 elsewhere. num_workers: data-loader worker
+        processes.
     """
 
     data: str = ""

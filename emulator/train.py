@@ -34,7 +34,7 @@ from emulator import checkpoint as ckpt
 from emulator.data import CropDataset, StepBatches, find_pair_files, load_pairs, split_pairs
 from emulator.denoiser import Denoiser, condition_channels, denoising_loss
 from emulator.formulation import band_modes, fit_formulation
-from emulator.generate import generate_tiles
+from emulator.generate import generate_tiles, native_bf16
 from emulator.normalization import fit_normalization
 from sims.errors import InputError
 from sims.outputs import write_text
@@ -304,7 +304,7 @@ def train(config, out_dir, resume=False, progress=True):
     if env.world > 1:
         model = torch.nn.parallel.DistributedDataParallel(
             run.net, device_ids=[env.device.index] if env.device.type == "cuda" else None)
-    autocast = torch.bfloat16 if env.device.type == "cuda" and config.bf16 else None
+    autocast = torch.bfloat16 if config.bf16 and native_bf16(env.device) else None
     schedule = config.schedule
     denoiser = Denoiser(model, schedule, config.prediction, autocast=autocast)
     sigmas = torch.as_tensor(schedule.sigmas(), dtype=torch.float32)

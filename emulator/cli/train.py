@@ -63,7 +63,8 @@ def add_parser(subparsers):
                    help="Continue the run in RUN_DIR from its checkpoint exactly where it stopped "
                         "(starts afresh if there is none yet); the options must match the run's.")
     p.add_argument("--no-bf16", dest="bf16", action="store_false", default=argparse.SUPPRESS,
-                   help="Train in float32 on CUDA instead of under bf16 autocast (default: bf16).")
+                   help="Train in float32 instead of under bf16 autocast (default: bf16 where the "
+                        "device computes it natively: CUDA, CPUs with avx512_bf16 or AMX).")
     for flag, name, kind, metavar, text in OPTIONS:
         p.add_argument(flag, dest=name, type=kind, default=argparse.SUPPRESS, metavar=metavar,
                        help=f"{text} (default: {getattr(DEFAULTS, name)})")
