@@ -108,7 +108,7 @@ def run_cpu(presets, sizes, threads, repeats):
                     print(json.dumps(pool.apply(cpu_case, (preset, n, backward, threads, reps))), flush=True)
 
 
-def run_cpu_inference(preset, n, threads, rounds, base=None):
+def run_cpu_inference(preset, n, threads, rounds, base=None, compiled_options=True):
     """Inference options side by side in this process (module docstring); ratios to ``base``
     voxels per second (default: this run's first option). Returns the rate ratios refer to."""
     torch.set_num_threads(threads)
@@ -117,6 +117,7 @@ def run_cpu_inference(preset, n, threads, rounds, base=None):
     if native_bf16("cpu"):
         options += [("bf16 autocast", 4, False, torch.bfloat16, False),
                     ("compiled bf16", 4, False, torch.bfloat16, True)]
+    options = [o for o in options if compiled_options or not o[4]]
     reference = seeded(unet3d.build(preset)).eval()
     cases = []
     for label, batch, channels_last, dtype, compiled in options:
@@ -217,11 +218,13 @@ def main():
                         help="Only the side-by-side CPU inference options (module docstring), for "
                              "the first preset and size, at --threads and at 1 thread.")
     parser.add_argument("--rounds", type=int, default=7, help="Timed rounds of --cpu-inference.")
+    parser.add_argument("--no-compile", dest="compile", action="store_false",
+                        help="Leave torch.compile out of --cpu-inference (its compilation takes minutes).")
     args = parser.parse_args()
     if args.cpu_inference:
         base = None
         for threads in sorted({args.threads, 1}, reverse=True):
-            base = run_cpu_inference(args.presets[0], args.sizes[0], threads, args.rounds, base)
+            base = run_cpu_inference(args.presets[0], args.sizes[0], threads, args.rounds, base, args.compile)
         return
     if not args.no_cpu:
         run_cpu(args.presets, args.sizes, args.threads, args.repeats)

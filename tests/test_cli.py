@@ -1,4 +1,5 @@
 """The emulator command as a whole (each subcommand's behaviour is tested beside its library)."""
+import os
 import subprocess
 import sys
 
@@ -35,3 +36,20 @@ def test_library_errors_name_the_flag_the_user_typed(tmp_path, capsys):
     assert "error: --batch: must be an integer >= 1" in capsys.readouterr().err
     assert main(["train", "--out", str(tmp_path / "run"), "--data", ".", "--learning-rate", "-1"]) == 2
     assert "error: --learning-rate: must be a number" in capsys.readouterr().err
+
+
+@pytest.mark.mpi
+def test_ranks_sharing_cores_let_idle_openmp_threads_sleep():
+    """Under mpiexec the command sets OMP_WAIT_POLICY=PASSIVE (unless the user chose) before any
+    OpenMP runtime loads; a single process keeps the runtime's default."""
+    from pathlib import Path
+    code = "import os, emulator.cli; print(os.environ.get('OMP_WAIT_POLICY'))"
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    mpiexec = str(Path(sys.executable).parent / "mpiexec")
+    ranks = subprocess.run([mpiexec, "-n", "2", sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert ranks.stdout.split() == ["PASSIVE", "PASSIVE"], ranks.stderr
+    alone = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert alone.stdout.split() == ["None"]
+    chosen = subprocess.run([mpiexec, "-n", "2", sys.executable, "-c", code], capture_output=True, text=True,
+                            env={**env, "OMP_WAIT_POLICY": "ACTIVE"})
+    assert chosen.stdout.split() == ["ACTIVE", "ACTIVE"]

@@ -8,8 +8,15 @@ flag instead (``--batch``), from the parser itself: the one place settings map t
 This package is the application layer: it may import every package, and none imports it."""
 import argparse
 import importlib
+import os
 import shlex
 import sys
+
+# Under mpiexec several ranks share a node's cores, so an OpenMP thread left idle by one library
+# (numba, FFTW after rank 0 has simulated) must sleep, not spin on a core another rank computes
+# on. Every OpenMP runtime reads this when it loads: hence here, before any import loads one.
+if int(os.environ.get("PMI_SIZE", os.environ.get("OMPI_COMM_WORLD_SIZE", "1"))) > 1:
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from tqdm import tqdm
 
