@@ -1,5 +1,4 @@
 """Denoiser algebra and loss (emulator.denoiser) and tile generation (emulator.generate)."""
-import math
 
 import numpy as np
 import pytest
