@@ -29,7 +29,7 @@ demo: $(STAMP)
 # with the band projection (v prediction), EMA weights exported to model.pt.
 # Resumable: rerunning continues the run in $(MODEL_RUN).
 MODEL_RUN ?= default_model_run
-MODEL_STEPS ?= 500
+MODEL_STEPS ?= 2000
 model-data: $(STAMP)
 	$(BIN)/emulator simulate --out $(MODEL_RUN)/train --boxes 4 --box-size 100 --lr-particles 64 \
 		--hr-particles 128 --grid 128 --redshift 0 --steps 10 --seed 100
