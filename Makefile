@@ -26,20 +26,25 @@ demo: $(STAMP)
 
 # The recipe of the packaged default model (emulator/default_model/MODEL_CARD.md): 4 training
 # pairs (seeds 100-103), the small U-Net on 32^3 crops generating the HR's residual from the LR
-# with the band projection (v prediction), EMA weights exported to model.pt.
-# Resumable: rerunning continues the run in $(MODEL_RUN).
+# with the band projection (v prediction). Stage 1 trains MODEL_STEPS steps at a constant learning
+# rate; stage 2 starts from its EMA weights and trains FINETUNE_STEPS more with the learning rate
+# annealed to 0 (cosine); its EMA weights are exported to model.pt.
+# Resumable: rerunning continues the runs in $(MODEL_RUN).
 MODEL_RUN ?= default_model_run
 MODEL_STEPS ?= 2000
+FINETUNE_STEPS ?= 2000
+TRAIN_RECIPE = --preset small --tile 32 --core 16 --batch 4 --ema 0.999 --val-every 100 --val-samples 2 \
+	--save-every 50 --log-every 10 --seed 0 --formulation residual --lr-band 0.5 --prediction v
 model-data: $(STAMP)
 	$(BIN)/emulator simulate --out $(MODEL_RUN)/train --boxes 4 --box-size 100 --lr-particles 64 \
 		--hr-particles 128 --grid 128 --redshift 0 --steps 10 --seed 100
 
 default-model: model-data
-	$(BIN)/emulator train --data $(MODEL_RUN)/train --out $(MODEL_RUN)/run --resume --preset small \
-		--tile 32 --core 16 --batch 4 --steps $(MODEL_STEPS) --learning-rate 2e-4 --ema 0.999 --val-every 100 \
-		--val-samples 2 --save-every 50 --log-every 10 --seed 0 --formulation residual --lr-band 0.5 \
-		--prediction v
-	cp $(MODEL_RUN)/run/model.pt emulator/default_model/model.pt
+	$(BIN)/emulator train --data $(MODEL_RUN)/train --out $(MODEL_RUN)/run --resume $(TRAIN_RECIPE) \
+		--steps $(MODEL_STEPS) --learning-rate 2e-4
+	$(BIN)/emulator train --data $(MODEL_RUN)/train --out $(MODEL_RUN)/finetune --resume $(TRAIN_RECIPE) \
+		--steps $(FINETUNE_STEPS) --learning-rate 2e-4 --lr-schedule cosine --init-from $(MODEL_RUN)/run/model.pt
+	cp $(MODEL_RUN)/finetune/model.pt emulator/default_model/model.pt
 
 # The formulations at one fixed budget on the default model's data (hours on 2 CPU cores).
 bench-formulations: model-data

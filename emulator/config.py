@@ -38,10 +38,15 @@ trained levels (the reference baseline with all of them); the others use Karras 
 spacing."""
 DEFAULT_NORM_EPS = 0.1
 """eps of the log normalisation log(eps + 1 + delta) (emulator.normalization)."""
-LEGACY_DEFAULTS = {"formulation": "palette", "lr_band": 0.0}
+LEGACY_DEFAULTS = {"formulation": "palette", "lr_band": 0.0, "init_from": "", "lr_schedule": "constant"}
 """Values of fields added after the first release, for configurations written before them."""
 RENAMED_FIELDS = {"lr": "learning_rate"}
 """Old name -> new name of fields renamed since the first release."""
+LR_SCHEDULES = ("constant", "cosine")
+"""Learning-rate schedules of training (emulator.train.learning_rate_at)."""
+MODEL_FIELDS = ("preset", "model_overrides", "tile", "core", "schedule", "prediction", "formulation",
+                "lr_band", "norm_eps")
+"""Fields that define what a trained network computes: a warm start (``init_from``) needs them equal."""
 
 RESUMABLE_FIELDS = frozenset({"data", "steps", "val_every", "save_every", "log_every", "num_workers"})
 """Fields that may change between an interrupted run and its ``--resume``."""
@@ -65,8 +70,12 @@ class TrainConfig:
         overrides are stored as sorted (name, value) pairs and given as a dict or such pairs.
     tile, core: training crop side and outpainting core [voxels]; halo = (tile - core) / 2.
     batch: examples per rank and step. steps: optimiser steps in total.
-    learning_rate, weight_decay, grad_clip: AdamW learning rate, decoupled weight decay, max
-        gradient norm.
+    learning_rate, weight_decay, grad_clip: AdamW (peak) learning rate, decoupled weight decay,
+        max gradient norm.
+    lr_schedule: "constant", or "cosine" (from learning_rate at step 0 to 0 at ``steps``).
+    init_from: a model checkpoint (training or inference) whose EMA weights, normalisation and
+        formulation statistics start the run, with a fresh optimiser ("": weights from ``seed``);
+        its MODEL_FIELDS must equal this configuration's.
     ema: EMA decay of the inference weights (warmed up as min(ema, (1 + n) / (10 + n))).
     p_mask: probability that an example carries an outpainting known-halo mask (phases 1..7).
     schedule: training noise schedule (emulator.schedule; given as one or as its ``to_dict()``).
@@ -95,6 +104,8 @@ class TrainConfig:
     batch: int = 8
     steps: int = 100_000
     learning_rate: float = 1e-4
+    lr_schedule: str = "constant"
+    init_from: str = ""
     weight_decay: float = 0.0
     grad_clip: float = 1.0
     ema: float = 0.9999
@@ -138,6 +149,7 @@ class TrainConfig:
         check_number("norm_eps", self.norm_eps, 0.0, math.inf, open_low=True)
         check_number("lr_band", self.lr_band, 0.0, 1.0)
         check_choice("formulation", self.formulation, FORMULATIONS)
+        check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
         check_choice("val_sampler", self.val_sampler, SAMPLER_SCHEDULES)
         check_choice("prediction", self.prediction, PREDICTIONS)
 

@@ -31,6 +31,7 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from emulator import checkpoint as ckpt
+from emulator.config import MODEL_FIELDS, MODEL_FILE
 from emulator.data import CropDataset, StepBatches, find_pair_files, load_pairs, split_pairs
 from emulator.denoiser import Denoiser, condition_channels, denoising_loss
 from emulator.formulation import band_modes, fit_formulation
@@ -189,9 +190,44 @@ def restore(path, run):
     run.step = int(state["step"])
 
 
+def warm_start(run):
+    """Start ``run`` from the EMA weights, normalisation and formulation statistics of the model
+    checkpoint ``config.init_from``, after checking that it computes the same kind of network on
+    data of the same grid spacing."""
+    cfg, path = run.meta.config, run.meta.config.init_from
+    if os.path.isdir(path):
+        path = os.path.join(path, MODEL_FILE)
+    state = ckpt.read_checkpoint(path)
+    stored = ckpt.ModelMeta.from_dict(state, path)
+    old, new = stored.config.to_dict(), cfg.to_dict()
+    changed = [k for k in MODEL_FIELDS if old[k] != new[k]]
+    if changed:
+        detail = "; ".join(f"{k}: {old[k]!r} -> {new[k]!r}" for k in changed)
+        raise InputError(path, f"cannot start from this model: its configuration differs ({detail})")
+    for name in ("spacing", "lr_spacing"):
+        if not np.isclose(getattr(stored, name), getattr(run.meta, name), rtol=1e-6):
+            raise InputError(path, f"cannot start from this model: it was trained on data of {name} "
+                             f"{getattr(stored, name):.6g} Mpc/h, these have {getattr(run.meta, name):.6g}")
+    weights = {k: v.float() if v.is_floating_point() else v for k, v in state["ema"].items()}
+    ckpt.load_weights(run.net, weights, path, "EMA")
+    ckpt.load_weights(run.ema, weights, path, "EMA")
+    run.meta = ckpt.ModelMeta(config=cfg, spacing=run.meta.spacing, lr_spacing=run.meta.lr_spacing,
+                              normalization=stored.normalization, formulation=stored.formulation,
+                              lr_transfer=run.meta.lr_transfer)
+
+
+def learning_rate_at(config, step):
+    """Learning rate of optimiser step ``step`` (0-based): constant, or cosine annealing from
+    ``learning_rate`` to 0 at ``config.steps`` (Loshchilov & Hutter 2017, eq. 5, one cycle)."""
+    if config.lr_schedule == "cosine":
+        return 0.5 * config.learning_rate * (1.0 + np.cos(np.pi * min(step, config.steps) / config.steps))
+    return config.learning_rate
+
+
 def open_run(config, out_dir, resume, train_boxes, device):
-    """Build network, EMA and optimiser (initial weights from ``config.seed``); continue from
-    ``out_dir/checkpoint.pt`` when ``resume`` and it exists."""
+    """Build network, EMA and optimiser (initial weights from ``config.seed`` or, with
+    ``config.init_from``, from that model); continue from ``out_dir/checkpoint.pt`` when
+    ``resume`` and it exists."""
     path = os.path.join(out_dir, "checkpoint.pt")
     if os.path.exists(path) and not resume:
         raise InputError(out_dir, "already holds checkpoint.pt; pass --resume to continue that run "
@@ -205,6 +241,8 @@ def open_run(config, out_dir, resume, train_boxes, device):
     run = Run(meta=new_meta(config, train_boxes), net=net, ema=ema, optimizer=optimizer, step=0)
     if resume and os.path.exists(path):
         restore(path, run)
+    elif config.init_from:
+        warm_start(run)
     return run
 
 
@@ -333,6 +371,8 @@ def loop(run, denoiser, loader, sigmas, val_boxes, env, out_dir, metrics, progre
             indices = range(env.rank * cfg.batch, (env.rank + 1) * cfg.batch)
             sigma, noise = example_noise(cfg.seed, run.step, indices, sigmas, shape)
             batch = {k: v.to(env.device, non_blocking=True) for k, v in batch.items()}
+            for group in run.optimizer.param_groups:
+                group["lr"] = learning_rate_at(cfg, run.step)
             loss, grad_norm = train_step(denoiser, run.optimizer, batch, sigma.to(env.device),
                                          noise.to(env.device), cfg.grad_clip, in_channels, run.meta)
             update_ema(run.ema, run.net, ema_decay(cfg.ema, run.step))

@@ -1,3 +1,4 @@
+import glob
 import json
 import os
 import subprocess
@@ -13,7 +14,8 @@ from emulator.config import GenerationSettings, TrainConfig
 from emulator.data import read_pair_box
 from emulator.generate import generate_tiles
 from emulator.schedule import LinearSchedule
-from emulator.train import (ema_decay, example_noise, spectra_summary, train, update_ema)
+from emulator.train import (ema_decay, example_noise, learning_rate_at, open_run, spectra_summary, train,
+                            update_ema)
 from sims.errors import InputError
 from sims.mesh import resample
 from sims.pairfile import write_pair
@@ -267,3 +269,40 @@ def test_a_briefly_trained_residual_band_model_keeps_what_the_lr_knows(data_dir,
     _, r_lr = correlation(held_out.lr, held_out.hr, BOX)
     low = k < 0.5 * np.pi / model.lr_spacing
     assert low.sum() >= 1 and np.all(r_sr[low] >= r_lr[low] - 0.005), (r_sr[low], r_lr[low])
+
+
+def test_cosine_learning_rate_runs_from_the_peak_to_zero(data_dir, tmp_path):
+    config = tiny_config(data_dir, steps=4, lr_schedule="cosine")
+    # Loshchilov & Hutter eq. 5: eta_max (1 + cos(pi t / T)) / 2
+    expected = [2e-3, 2e-3 * (1 + np.cos(np.pi / 4)) / 2, 1e-3, 2e-3 * (1 + np.cos(3 * np.pi / 4)) / 2]
+    assert [learning_rate_at(config, t) for t in range(4)] == pytest.approx(expected)
+    assert learning_rate_at(config, 4) == pytest.approx(0.0, abs=1e-18)
+    assert learning_rate_at(config.replace(lr_schedule="constant"), 3) == 2e-3
+    train(config, str(tmp_path), progress=False)
+    # the metrics line of step n is written after step n - 1 ran at learning_rate_at(n - 1)
+    assert [r["lr"] for r in read_metrics(tmp_path)] == pytest.approx(expected)
+
+
+def test_warm_start_takes_the_models_weights_and_statistics(data_dir, tmp_path):
+    train(tiny_config(data_dir, steps=3), str(tmp_path / "a"), progress=False)
+    source = load_model(tmp_path / "a" / "model.pt")
+    config = tiny_config(data_dir, init_from=str(tmp_path / "a"), seed=11, learning_rate=1e-3)
+    run = open_run(config, str(tmp_path / "b"), False, [read_pair_box(f) for f in
+                                                        sorted(glob.glob(data_dir + "/*.h5"))[:1]], "cpu")
+    for name, value in source.net.state_dict().items():
+        assert torch.equal(run.net.state_dict()[name], value), name
+        assert torch.equal(run.ema.state_dict()[name], value), name
+    assert run.meta.normalization == source.normalization and run.meta.formulation == source.formulation
+    assert run.step == 0 and not run.optimizer.state
+    # a fresh start from seed 11 has other weights
+    fresh = open_run(config.replace(init_from=""), str(tmp_path / "c"), False,
+                     [read_pair_box(f) for f in sorted(glob.glob(data_dir + "/*.h5"))[:1]], "cpu")
+    assert not torch.equal(next(iter(fresh.net.parameters())), next(iter(run.net.parameters())))
+
+
+@pytest.mark.parametrize("change", [{"core": 10}, {"prediction": "eps"}, {"lr_band": 0.0}])
+def test_warm_start_from_another_kind_of_model_is_refused(data_dir, tmp_path, change):
+    train(tiny_config(data_dir, steps=1), str(tmp_path / "a"), progress=False)
+    config = tiny_config(data_dir, init_from=str(tmp_path / "a" / "model.pt"), **change)
+    with pytest.raises(InputError, match=f"model.pt.*{next(iter(change))}"):
+        train(config, str(tmp_path / "b"), progress=False)

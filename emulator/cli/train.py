@@ -17,6 +17,13 @@ OPTIONS = (
                                    "number of torchrun processes)."),
     ("--steps", "steps", int, "N", "Total number of optimiser steps (a resumed run continues to N)."),
     ("--learning-rate", "learning_rate", float, "RATE", "AdamW learning rate."),
+    ("--lr-schedule", "lr_schedule", str, "KIND", "Learning-rate schedule: 'constant' or 'cosine' "
+                                                  "(from --learning-rate down to 0 at --steps)."),
+    ("--init-from", "init_from", str, "MODEL", "Start from the weights of this model checkpoint "
+                                               "(a model.pt, e.g. the packaged default, or a run's "
+                                               "checkpoint.pt) with a fresh optimiser; the network, "
+                                               "tile, schedule and formulation options must match "
+                                               "its own. Empty: initial weights from --seed."),
     ("--weight-decay", "weight_decay", float, "W", "AdamW decoupled weight decay."),
     ("--grad-clip", "grad_clip", float, "G", "Maximum global gradient norm."),
     ("--ema", "ema", float, "DECAY", "EMA decay of the inference weights."),
@@ -84,6 +91,8 @@ def resolve_config(args):
     config = TrainConfig.from_dict(options, args.config or "options")
     if not config.data:
         raise InputError("data", "no data directory given (use --data DIR or 'data' in --config)")
+    if config.init_from:
+        config = config.replace(init_from=os.path.abspath(config.init_from))
     return config.replace(data=os.path.abspath(config.data))
 
 
