@@ -81,7 +81,8 @@ def generate_tiles(model, settings, lr, known, mask, seeds, batch_size=None, pro
     lr, known: float32 (B, t, t, t) overdensity on the HR grid (known is ignored where mask is
     False; None: no context); mask: bool (B, t, t, t) or None. seeds: B ints, tile b's noise
     comes from torch.Generator().manual_seed(seeds[b]). batch_size: tiles per network batch
-    (default: all). Every x0 estimate goes through the model's
+    (default: all); a batch that runs out of device memory is halved and run again, down to one
+    tile. Every x0 estimate goes through the model's
     :meth:`emulator.formulation.Formulation.project`: kept in the physical range, so no output
     is non-finite, and tied to the LR's large scales when the model has a band or the settings
     ask for LR consistency. A network that returns NaN is an InputError naming the tiles' seeds.
@@ -92,14 +93,25 @@ def generate_tiles(model, settings, lr, known, mask, seeds, batch_size=None, pro
     use_bf16 = settings.bf16 and native_bf16(model.device)
     denoiser = model.denoiser(autocast=torch.bfloat16 if use_bf16 else None)
     options = dict(settings.sampler_options)
-    batch_size = batch_size or len(lr)
     out = np.empty_like(lr)
     bar = tqdm(total=len(lr) * (len(sigmas) - 1), unit="step", disable=not progress)
-    for start in range(0, len(lr), batch_size):
-        part = slice(start, start + batch_size)
-        out[part] = _generate_batch(model, denoiser, sample, sigmas, lr[part], known[part], mask[part],
-                                    seeds[part], options, k_cut,
-                                    callback=lambda info, n=len(lr[part]): bar.update(n))
+    batch, start = batch_size or len(lr), 0
+    while start < len(lr):
+        part = slice(start, start + batch)
+        try:
+            out[part] = _generate_batch(model, denoiser, sample, sigmas, lr[part], known[part], mask[part],
+                                        seeds[part], options, k_cut,
+                                        callback=lambda info, n=len(lr[part]): bar.update(n))
+        except torch.OutOfMemoryError as err:
+            if batch == 1:
+                raise InputError("batch_size", f"one {lr.shape[-1]}^3 tile does not fit in the memory "
+                                 f"of {model.device}") from err
+            batch = (batch + 1) // 2       # the result does not depend on the batch: retry smaller
+            if model.device.type == "cuda":
+                torch.cuda.empty_cache()
+            bar.n = start * (len(sigmas) - 1)
+            continue
+        start += batch
     bar.close()
     broken = np.flatnonzero(~np.isfinite(out).all(axis=(1, 2, 3)))
     if broken.size:       # the projection bounds every estimate: only NaN from the network gets here

@@ -37,6 +37,9 @@ from sims.outputs import check_writable
 LR_DATASET = "lr"
 SPACING_RTOL = 1e-5
 """Relative tolerance when matching the LR grid spacing to the model's [Mpc/h]."""
+CPU_BATCH = 8
+"""Tiles per generator call of a CPU rank when the batch is automatic: larger batches run no
+faster on a CPU (benchmarks/bench_unet.py) and smaller ones record progress more often."""
 DELTA_MIN = -1.0 - 1e-5
 """Lowest overdensity accepted in the LR box (delta = rho / mean - 1 >= -1, float32 slack)."""
 
@@ -193,8 +196,18 @@ def pending(plan, done, phase, rank):
     return blocks[plan.row_position(blocks) >= recorded]
 
 
+def automatic_batch(batch_size, device):
+    """Tiles per generator call: ``batch_size``, or when it is None every pending tile of a phase
+    on a GPU (emulator.generate.generate_tiles halves a batch that runs out of memory) and
+    CPU_BATCH on a CPU."""
+    if batch_size is not None:
+        return batch_size
+    return None if device is not None and device.type == "cuda" else CPU_BATCH
+
+
 def run_phases(comm, plan, state, lr, tile_generator, seed, batch_size, timings=None):
-    """Generate every pending tile of this rank, phase by phase; exchange halos after each phase;
+    """Generate every pending tile of this rank, phase by phase, ``batch_size`` tiles per
+    generator call (None: all of the phase in one); exchange halos after each phase;
     rank 0 shows a tqdm bar (phase, tiles recorded, ETA). ``timings``: a list to append, per
     phase, this rank's ``{"tiles": k, "generate": s, "store": s, "exchange": s}`` [seconds]:
     generator calls with their inputs, cores to the field and the row files, halo exchange
@@ -214,8 +227,9 @@ def run_phases(comm, plan, state, lr, tile_generator, seed, batch_size, timings=
             bar.set_description(f"phase {phase + 1}/{PHASES}")
             todo = pending(plan, done, phase, rank)
             spent = {"tiles": len(todo), "generate": 0.0, "store": 0.0}
-            for start in range(0, len(todo), batch_size):
-                blocks = todo[start:start + batch_size]
+            size = batch_size or max(len(todo), 1)
+            for start in range(0, len(todo), size):
+                blocks = todo[start:start + size]
                 t0 = time.perf_counter()
                 tiles = generate_batch(tile_generator, plan, lr, field, origin, blocks, phase, seed)
                 t1 = time.perf_counter()
@@ -257,7 +271,7 @@ def provenance(model_name, source, settings, seed, tile, core, samples, ranks):
 
 
 def upsample_box(model, lr_spec, out_path, settings=GenerationSettings(), *, tile=None, core=None,
-                 seed=0, batch_size=8, resume=False, force=False, comm=None, tile_generator=None,
+                 seed=0, batch_size=None, resume=False, force=False, comm=None, tile_generator=None,
                  timings=None):
     """Outpaint the LR box ``lr_spec`` (FILE[:DATASET], default dataset ``lr``) into dataset
     ``sr`` (1, n, n, n) of ``out_path`` with the model checkpoint ``model`` (file or directory)
@@ -265,7 +279,8 @@ def upsample_box(model, lr_spec, out_path, settings=GenerationSettings(), *, til
     COMM_WORLD). Returns ``out_path``.
 
     tile, core [voxels]: default the model's. seed: global seed; tile i draws its noise from
-    ``tile_seed(seed, i)``. batch_size: tiles per generator call (and per progress record).
+    ``tile_seed(seed, i)``. batch_size: tiles per generator call (and per progress record); None:
+    automatic (:func:`automatic_batch`: a GPU rank's whole phase, CPU_BATCH on a CPU).
     resume: finish an interrupted run from ``out_path + '.partial'``. force: overwrite an
     existing output or state. While it runs, every rank holds the lock ``out_path + '.lock'``
     (outpaint.mpi.run_lock): a second run on the same output is refused (InputError) until
@@ -277,7 +292,8 @@ def upsample_box(model, lr_spec, out_path, settings=GenerationSettings(), *, til
     """
     comm = world() if comm is None else comm
     rank, out_path = comm.Get_rank(), os.fspath(out_path)
-    check_int("batch_size", batch_size)
+    if batch_size is not None:
+        check_int("batch_size", batch_size)
     loaded, model_name = None, None
     if model is not None:
         model_name = os.path.abspath(find_model(model))
@@ -298,6 +314,7 @@ def upsample_box(model, lr_spec, out_path, settings=GenerationSettings(), *, til
         attrs = provenance(model_name or _name(tile_generator), source, settings, seed, tile, core,
                            samples=1, ranks=comm.Get_size())
         state = _prepare_state(comm, out_path, plan, {"n": plan.n, **attrs, "ranks": None}, action)
+        batch_size = automatic_batch(batch_size, loaded.device if loaded else None)
         tile_generator = tile_generator or functools.partial(
             generate_tiles, loaded, settings, batch_size=batch_size)
         with abort_on_error(comm):

@@ -15,15 +15,15 @@ from emulator.config import GenerationSettings
 from emulator.generate import generate_tiles, sampling_plan
 from outpaint.mpi import device_for_rank, run_lock, world
 from outpaint.plan import tile_seed
-from outpaint.run import (check_lr_values, check_model_tile, open_lr, output_action, provenance,
-                          read_lr_box, upsample_box)
+from outpaint.run import (automatic_batch, check_lr_values, check_model_tile, open_lr, output_action,
+                          provenance, read_lr_box, upsample_box)
 from outpaint.writer import write_output
 from sims.errors import InputError, check_int
 from sims.outputs import check_writable
 
 
 def upsample(model, lr_spec, out_path, settings=GenerationSettings(), *, seed=0, samples=1,
-             batch_size=8, tile=None, core=None, resume=False, force=False, comm=None):
+             batch_size=None, tile=None, core=None, resume=False, force=False, comm=None):
     """Emulate the HR overdensity of the LR box ``lr_spec`` (FILE[:DATASET], default dataset
     ``lr``) into ``out_path`` with the model checkpoint ``model`` (file or directory) sampling per
     GenerationSettings ``settings``; collective over ``comm`` (default COMM_WORLD).
@@ -31,12 +31,14 @@ def upsample(model, lr_spec, out_path, settings=GenerationSettings(), *, seed=0,
     seed: global seed (sample k of a one-tile box draws its noise from ``tile_seed(seed + k, 0)``,
     tile i of an outpainted box from ``tile_seed(seed, i)``). samples: independent samples of a
     one-tile box (a larger box: 1). batch_size: tiles per network batch (the result does not
-    depend on it). tile, core [voxels]: must equal the model's (default). resume, force: finish
-    an interrupted run, or overwrite an existing output. Returns ``out_path``.
+    depend on it; None: automatic, outpaint.run.automatic_batch). tile, core [voxels]: must
+    equal the model's (default). resume, force: finish an interrupted run, or overwrite an
+    existing output. Returns ``out_path``.
     """
     comm = world() if comm is None else comm
-    for name, value in (("samples", samples), ("batch_size", batch_size)):
-        check_int(name, value)
+    check_int("samples", samples)
+    if batch_size is not None:
+        check_int("batch_size", batch_size)
     path = os.path.abspath(find_model(model))
     loaded = load_model(path, device=device_for_rank(comm))
     tile, core = check_model_tile(loaded, tile, core)
@@ -58,7 +60,8 @@ def upsample(model, lr_spec, out_path, settings=GenerationSettings(), *, seed=0,
             check_lr_values(source, lr)
             seeds = [tile_seed(seed + k, 0) for k in range(samples)]
             sr = generate_tiles(loaded, settings, np.broadcast_to(lr, (samples,) + lr.shape), None,
-                                None, seeds, batch_size=batch_size, progress=True)
+                                None, seeds, batch_size=automatic_batch(batch_size, loaded.device),
+                                progress=True)
             write_output(out_path, sr.shape, [(np.s_[...], sr)],
                          provenance(path, source, settings, seed, tile, core, samples, ranks=1))
     return out_path

@@ -8,6 +8,7 @@ import unet3d
 from emulator import checkpoint as ckpt
 from emulator.config import GenerationSettings, TrainConfig
 from emulator.denoiser import Denoiser, condition_channels, denoising_loss
+from emulator import generate as generate_module
 from emulator.generate import conserve_mass, generate_tiles, native_bf16
 from emulator.normalization import Normalization
 from emulator.schedule import LinearSchedule
@@ -123,6 +124,29 @@ def test_tile_depends_on_its_seed_only(sampler):
     np.testing.assert_allclose(last[0], together[2], rtol=1e-4, atol=1e-5)
     other = generate_tiles(model, GenerationSettings(sampler, 4), lr[2:], None, None, [14])
     assert np.abs(other[0] - together[2]).max() > 1e-2
+
+
+def test_a_batch_that_runs_out_of_memory_is_halved_until_it_fits(monkeypatch):
+    model = tiny_model()
+    lr, seeds = lognormal_tiles(1, 5), [21, 22, 23, 24, 25]
+    alone = generate_tiles(model, GenerationSettings(steps=3), lr, None, None, seeds, batch_size=1)
+    real, sizes = generate_module._generate_batch, []
+
+    def fits_two(model, denoiser, sample, sigmas, lr, *args, **kwargs):
+        sizes.append(len(lr))
+        if len(lr) > 2:
+            raise torch.OutOfMemoryError("stand-in for a CUDA allocation failure")
+        return real(model, denoiser, sample, sigmas, lr, *args, **kwargs)
+
+    monkeypatch.setattr(generate_module, "_generate_batch", fits_two)
+    together = generate_tiles(model, GenerationSettings(steps=3), lr, None, None, seeds)
+    assert sizes == [5, 3, 2, 2, 1]        # all, halved twice, then the rest in batches of 2
+    np.testing.assert_allclose(together, alone, rtol=1e-4, atol=1e-5)
+    sizes.clear()
+    monkeypatch.setattr(generate_module, "_generate_batch",
+                        lambda *a, **k: (_ for _ in ()).throw(torch.OutOfMemoryError("full")))
+    with pytest.raises(InputError, match="batch_size: one 16\\^3 tile does not fit"):
+        generate_tiles(model, GenerationSettings(steps=3), lr, None, None, seeds)
 
 
 @pytest.mark.parametrize("in_channels", [4, 2])

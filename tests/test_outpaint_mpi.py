@@ -13,12 +13,14 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+import torch
 
+import outpaint.run
 from emulator.config import GenerationSettings
 from emulator.geometry import PHASES, known_mask, periodic_crop, tile_origin
 from outpaint.mpi import exchange_halos, world, z_selections
 from outpaint.plan import Plan, tile_seed
-from outpaint.run import upsample_box
+from outpaint.run import CPU_BATCH, automatic_batch, upsample_box
 from outpaint.writer import RunState, state_path
 from outpaint_job import Crash, instrumented, stand_in
 from sims.errors import InputError
@@ -113,6 +115,23 @@ def test_timings_account_for_every_phase_and_tile(lr_file, tmp_path):
     assert [p["tiles"] for p in phases] == [N_TILES // PHASES] * PHASES
     assert all(p[k] >= 0 for p in phases for k in ("generate", "store", "exchange"))
     assert list(output) == ["output"] and output["output"] > 0
+
+
+def test_a_gpu_rank_generates_each_phase_in_one_call(lr_file, reference, tmp_path, monkeypatch):
+    assert automatic_batch(None, torch.device("cuda", 0)) is None
+    assert automatic_batch(None, torch.device("cpu")) == automatic_batch(None, None) == CPU_BATCH
+    assert automatic_batch(5, torch.device("cuda", 0)) == 5
+    calls = []
+
+    def counting(lr, known, mask, seeds):
+        calls.append(len(seeds))
+        return stand_in(lr, known, mask, seeds)
+
+    monkeypatch.setattr(outpaint.run, "automatic_batch", lambda batch_size, device: None)
+    run_in_process(lr_file, tmp_path / "sr.h5", tile_generator=instrumented(counting, TILE, CORE),
+                   batch_size=None)
+    assert calls == [N_TILES // PHASES] * PHASES
+    np.testing.assert_array_equal(read_sr(tmp_path / "sr.h5")[0], reference)
 
 
 def recorded_state(out, n=N):

@@ -33,8 +33,10 @@ def add_parser(subparsers):
     p.add_argument("--samples", type=int, default=1,
                    help="Number of independent samples of a one-tile box (boxes larger than one "
                         "tile: 1).")
-    p.add_argument("--batch", dest="batch_size", type=int, default=8,
-                   help="Tiles (or samples) per network batch; the result does not depend on it.")
+    p.add_argument("--batch", dest="batch_size", type=int, default=None,
+                   help="Tiles (or samples) per network batch; the result does not depend on it. "
+                        "Default: on a GPU all tiles of a phase (halved until they fit in memory), "
+                        "on a CPU 8.")
     p.add_argument("--tile", type=int, default=None,
                    help="Tile side [voxels]; must equal the model's (default: the model's).")
     p.add_argument("--core", type=int, default=None,
