@@ -62,7 +62,7 @@ def check_writable(path, directory=False):
         raise InputError(path, "is a directory; give a file name")
     if directory and os.path.exists(path) and not os.path.isdir(path):
         raise InputError(path, "exists and is not a directory")
-    folder = path if directory else os.path.dirname(os.path.abspath(path))
+    folder = os.path.abspath(path) if directory else os.path.dirname(os.path.abspath(path))
     while directory and not os.path.exists(folder):          # created with its parents later
         folder = os.path.dirname(folder)
     if not os.path.isdir(folder):
