@@ -1,4 +1,4 @@
-"""Helper of tests/test_outpaint_mpi.py: one outpainting run, started under mpiexec
+"""Helper of tests/test_run.py: one outpainting run, started under mpiexec
 (``mpiexec -n R python -m mpi4py tests/outpaint_job.py ...``) or imported in-process.
 
 Without ``--model`` the tiles come from :func:`stand_in`, a deterministic function of the

@@ -19,7 +19,7 @@ MPIEXEC = Path(sys.executable).parent / "mpiexec"
 @pytest.mark.mpi
 def test_demo_outpaints_on_two_ranks_and_writes_its_report(tmp_path):
     """4 blocks per side: 64 tiles in 8 phases, split between 2 ranks that exchange halos, so an
-    outpainting or MPI regression fails here, not only in tests/test_outpaint_mpi.py."""
+    outpainting or MPI regression fails here, not only in tests/test_run.py."""
     model = write_tiny_checkpoint(tmp_path / "tiny.pt", tile=16, core=8, spacing=2.0)
     out = tmp_path / "demo"
     command = [str(MPIEXEC), "-n", "2", sys.executable, "-m", "emulator.cli", "demo", "--model", str(model),

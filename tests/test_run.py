@@ -18,7 +18,6 @@ import torch
 import outpaint.run
 from emulator.config import GenerationSettings
 from emulator.geometry import PHASES, known_mask, periodic_crop, tile_origin
-from outpaint.mpi import exchange_halos, world, z_selections
 from outpaint.plan import Plan, tile_seed
 from outpaint.run import CPU_BATCH, automatic_batch, upsample_box
 from outpaint.writer import RunState, state_path
@@ -305,26 +304,6 @@ def test_known_context_is_never_overwritten_and_only_cores_are_kept(lr_file, tmp
             assert not np.array_equal(region[m], t[m]) or not m.any()  # the stand-in's halo was dropped
             seen += 1
     assert seen == plan.n_tiles
-
-
-def test_exchange_fills_exactly_the_planned_pieces():
-    """One rank: every piece comes from itself (its pencil spans the periodic box), so after the
-    exchanges of all phases its halo must hold the wrapped box exactly where a piece lands, in
-    the piece's colour, and be untouched elsewhere; no byte goes to another rank."""
-    plan = Plan(N, TILE, CORE, 1)
-    box, h = lognormal(N, 3), plan.halo
-    local = np.full(plan.local_shape(0), np.nan, dtype=np.float32)
-    local[h:-h, h:-h] = box
-    expected = local.copy()
-    assert [exchange_halos(world(), plan, local, p) for p in range(PHASES)] == [0] * PHASES
-    (x0, _), (y0, _) = plan.local_extent(0)
-    select = z_selections(plan)
-    for p in plan.halo_pieces(0):
-        (dx, dy), (nx, ny), z = p.dst, p.size, select[p.colour % 2]
-        xs, ys = (np.arange(a + o, a + o + m) % N for a, o, m in ((dx, x0, nx), (dy, y0, ny)))
-        expected[dx:dx + nx, dy:dy + ny, z] = box[np.ix_(xs, ys, np.flatnonzero(z))]
-    np.testing.assert_array_equal(local, expected)
-    assert np.isnan(local).any() and not np.isnan(local[h:-h, h:-h]).any()
 
 
 def test_bad_inputs_are_input_errors_and_leave_no_output(lr_file, tmp_path):
