@@ -31,8 +31,7 @@ import time
 
 import numpy as np
 
-from emulator.checkpoint import load_model
-from emulator.checkpoint import find_model
+from emulator.checkpoint import find_model, load_model
 from emulator.config import DEFAULT_MODEL, GenerationSettings
 from outpaint.run import upsample_box
 from sims import stats
