@@ -21,6 +21,7 @@ emulator.generate with a fast sampler, compared with HR through sims.stats.
 import copy
 import functools
 import json
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -220,7 +221,7 @@ def learning_rate_at(config, step):
     """Learning rate of optimiser step ``step`` (0-based): constant, or cosine annealing from
     ``learning_rate`` to 0 at ``config.steps`` (Loshchilov & Hutter 2017, eq. 5, one cycle)."""
     if config.lr_schedule == "cosine":
-        return 0.5 * config.learning_rate * (1.0 + np.cos(np.pi * min(step, config.steps) / config.steps))
+        return 0.5 * config.learning_rate * (1.0 + math.cos(math.pi * min(step, config.steps) / config.steps))
     return config.learning_rate
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from emulator.checkpoint import load_model
+from emulator.checkpoint import load_model, read_checkpoint
 from emulator.cli import main
 from emulator.config import GenerationSettings, TrainConfig
 from emulator.data import read_pair_box
@@ -216,7 +216,7 @@ FORMULATIONS = [("palette", 0.0), ("residual", 0.0), ("residual", 0.5)]
 def test_every_formulation_round_trips_and_refuses_another(data_dir, tmp_path, formulation, lr_band):
     """A run's formulation and its fitted residual statistics survive the inference checkpoint; a
     resume under another formulation is refused by name."""
-    from emulator.checkpoint import load_model
+    from emulator.checkpoint import load_model, read_checkpoint
     config = tiny_config(data_dir, steps=1, formulation=formulation, lr_band=lr_band)
     train(config, str(tmp_path), progress=False)
     model = load_model(tmp_path / "model.pt")
@@ -230,7 +230,7 @@ def test_every_formulation_round_trips_and_refuses_another(data_dir, tmp_path, f
 
 
 def test_a_checkpoint_whose_formulation_disagrees_with_its_configuration_is_refused(data_dir, tmp_path):
-    from emulator.checkpoint import load_model
+    from emulator.checkpoint import load_model, read_checkpoint
     train(tiny_config(data_dir, steps=1, formulation="residual"), str(tmp_path), progress=False)
     state = torch.load(tmp_path / "model.pt", weights_only=True)
     state["formulation"]["kind"] = "palette"
@@ -241,7 +241,7 @@ def test_a_checkpoint_whose_formulation_disagrees_with_its_configuration_is_refu
 
 
 def test_a_checkpoint_from_before_formulations_is_a_palette_model(data_dir, tmp_path):
-    from emulator.checkpoint import load_model
+    from emulator.checkpoint import load_model, read_checkpoint
     train(tiny_config(data_dir, steps=1, formulation="palette", lr_band=0.0), str(tmp_path), progress=False)
     state = torch.load(tmp_path / "model.pt", weights_only=True)
     for key in ("formulation", "lr_transfer"):
@@ -279,8 +279,10 @@ def test_cosine_learning_rate_runs_from_the_peak_to_zero(data_dir, tmp_path):
     assert learning_rate_at(config, 4) == pytest.approx(0.0, abs=1e-18)
     assert learning_rate_at(config.replace(lr_schedule="constant"), 3) == 2e-3
     train(config, str(tmp_path), progress=False)
+    assert train(config, str(tmp_path), resume=True, progress=False) == 4   # its checkpoint loads
     # the metrics line of step n is written after step n - 1 ran at learning_rate_at(n - 1)
     assert [r["lr"] for r in read_metrics(tmp_path)] == pytest.approx(expected)
+    assert all(type(g["lr"]) is float for g in read_checkpoint(tmp_path / "checkpoint.pt")["optimizer"]["param_groups"])
 
 
 def test_warm_start_takes_the_models_weights_and_statistics(data_dir, tmp_path):
