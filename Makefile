@@ -32,7 +32,7 @@ demo: $(STAMP)
 # Resumable: rerunning continues the runs in $(MODEL_RUN).
 MODEL_RUN ?= default_model_run
 MODEL_STEPS ?= 2000
-FINETUNE_STEPS ?= 1200
+FINETUNE_STEPS ?= 850
 TRAIN_RECIPE = --preset small --tile 32 --core 16 --batch 4 --ema 0.999 --val-every 100 --val-samples 2 \
 	--save-every 50 --log-every 10 --seed 0 --formulation residual --lr-band 0.5 --prediction v
 model-data: $(STAMP)
