@@ -227,14 +227,15 @@ def load_model(path, device="cpu"):
     return loaded_model(meta, net, device)
 
 
-def find_model(path):
-    """The checkpoint file of a ``model`` setting: the path itself, or MODEL_FILE inside a
-    directory (a training run or DEFAULT_MODEL); InputError naming the setting when missing."""
+def find_model(path, setting="model"):
+    """The checkpoint file of a model setting (``setting``: its name): the path itself, or
+    MODEL_FILE inside a directory (a training run or DEFAULT_MODEL); InputError naming the
+    setting when missing."""
     path = Path(path)
     if path.is_dir():
         path = path / MODEL_FILE
     if not path.is_file():
         hint = " (no default model is installed: train one with 'emulator train' and pass " \
                "--model RUN_DIR)" if path.parent == DEFAULT_MODEL else ""
-        raise InputError("model", f"{path} does not exist{hint}")
+        raise InputError(setting, f"{path} does not exist{hint}")
     return str(path)

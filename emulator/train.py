@@ -32,7 +32,7 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from emulator import checkpoint as ckpt
-from emulator.config import MODEL_FIELDS, MODEL_FILE
+from emulator.config import MODEL_FIELDS
 from emulator.data import CropDataset, StepBatches, find_pair_files, load_pairs, split_pairs
 from emulator.denoiser import Denoiser, condition_channels, denoising_loss
 from emulator.formulation import band_modes, fit_formulation
@@ -195,25 +195,23 @@ def warm_start(run):
     """Start ``run`` from the EMA weights, normalisation and formulation statistics of the model
     checkpoint ``config.init_from``, after checking that it computes the same kind of network on
     data of the same grid spacing."""
-    cfg, path = run.meta.config, run.meta.config.init_from
-    if os.path.isdir(path):
-        path = os.path.join(path, MODEL_FILE)
-    state = ckpt.read_checkpoint(path)
-    stored = ckpt.ModelMeta.from_dict(state, path)
-    old, new = stored.config.to_dict(), cfg.to_dict()
+    cfg = run.meta.config
+    path = ckpt.find_model(cfg.init_from, "init_from")
+    source = ckpt.load_model(path)
+    old, new = source.config.to_dict(), cfg.to_dict()
     changed = [k for k in MODEL_FIELDS if old[k] != new[k]]
     if changed:
         detail = "; ".join(f"{k}: {old[k]!r} -> {new[k]!r}" for k in changed)
         raise InputError(path, f"cannot start from this model: its configuration differs ({detail})")
     for name in ("spacing", "lr_spacing"):
-        if not np.isclose(getattr(stored, name), getattr(run.meta, name), rtol=1e-6):
+        if not np.isclose(getattr(source, name), getattr(run.meta, name), rtol=1e-6):
             raise InputError(path, f"cannot start from this model: it was trained on data of {name} "
-                             f"{getattr(stored, name):.6g} Mpc/h, these have {getattr(run.meta, name):.6g}")
-    weights = {k: v.float() if v.is_floating_point() else v for k, v in state["ema"].items()}
+                             f"{getattr(source, name):.6g} Mpc/h, these have {getattr(run.meta, name):.6g}")
+    weights = source.net.state_dict()
     ckpt.load_weights(run.net, weights, path, "EMA")
     ckpt.load_weights(run.ema, weights, path, "EMA")
     run.meta = ckpt.ModelMeta(config=cfg, spacing=run.meta.spacing, lr_spacing=run.meta.lr_spacing,
-                              normalization=stored.normalization, formulation=stored.formulation,
+                              normalization=source.normalization, formulation=source.formulation,
                               lr_transfer=run.meta.lr_transfer)
 
 

@@ -308,3 +308,5 @@ def test_warm_start_from_another_kind_of_model_is_refused(data_dir, tmp_path, ch
     config = tiny_config(data_dir, init_from=str(tmp_path / "a" / "model.pt"), **change)
     with pytest.raises(InputError, match=f"model.pt.*{next(iter(change))}"):
         train(config, str(tmp_path / "b"), progress=False)
+    with pytest.raises(InputError, match="init_from: .*missing.pt does not exist"):
+        train(config.replace(init_from=str(tmp_path / "missing.pt")), str(tmp_path / "c"), progress=False)
