@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test demo bench bench-model bench-formulations model-data default-model clean
+.PHONY: setup test demo bench bench-model bench-formulations model-data default-model student-model clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -45,6 +45,15 @@ default-model: model-data
 	$(BIN)/emulator train --data $(MODEL_RUN)/train --out $(MODEL_RUN)/finetune --resume $(TRAIN_RECIPE) \
 		--steps $(FINETUNE_STEPS) --learning-rate 2e-4 --lr-schedule cosine --init-from $(MODEL_RUN)/run/model.pt
 	cp $(MODEL_RUN)/finetune/model.pt emulator/default_model/model.pt
+
+# The packaged student (docs/distillation.md): the default model distilled into 2 consistency
+# steps, STUDENT_STEPS steps with the learning rate annealed. Resumable like the above.
+STUDENT_STEPS ?= 300
+student-model: model-data
+	$(BIN)/emulator train --data $(MODEL_RUN)/train --out $(MODEL_RUN)/student --resume $(TRAIN_RECIPE) \
+		--val-every 50 --steps $(STUDENT_STEPS) --learning-rate 2e-4 --lr-schedule cosine \
+		--init-from emulator/default_model/model.pt --distill-steps 2 --teacher-steps 5
+	cp $(MODEL_RUN)/student/model.pt emulator/default_model/student.pt
 
 # The formulations at one fixed budget on the default model's data (hours on 2 CPU cores).
 bench-formulations: model-data

@@ -32,13 +32,15 @@ PREDICTIONS = ("eps", "v")
 FORMULATIONS = ("palette", "residual")
 """What the network generates (emulator.formulation)."""
 SAMPLER_SCHEDULES = {"ddpm": "trained", "ddim": "karras", "dpmpp-2m": "karras",
-                     "dpmpp-2m-sde": "karras", "heun": "karras"}
+                     "dpmpp-2m-sde": "karras", "heun": "karras", "consistency": "karras"}
 """Every sampler of emulator.samplers.SAMPLERS with its default sigma schedule: ddpm walks the
 trained levels (the reference baseline with all of them); the others use Karras et al.'s rho = 7
-spacing."""
+spacing; consistency (a distilled student's only sampler) walks a subset of its teacher's
+Karras levels (emulator.distill)."""
 DEFAULT_NORM_EPS = 0.1
 """eps of the log normalisation log(eps + 1 + delta) (emulator.normalization)."""
-LEGACY_DEFAULTS = {"formulation": "palette", "lr_band": 0.0, "init_from": "", "lr_schedule": "constant"}
+LEGACY_DEFAULTS = {"formulation": "palette", "lr_band": 0.0, "init_from": "", "lr_schedule": "constant",
+                   "distill_steps": 0, "teacher_steps": 5}
 """Values of fields added after the first release, for configurations written before them."""
 RENAMED_FIELDS = {"lr": "learning_rate"}
 """Old name -> new name of fields renamed since the first release."""
@@ -76,6 +78,9 @@ class TrainConfig:
     init_from: a model checkpoint (training or inference) whose EMA weights, normalisation and
         formulation statistics start the run, with a fresh optimiser ("": weights from ``seed``);
         its MODEL_FIELDS must equal this configuration's.
+    distill_steps: 0 for a diffusion model; N >= 1 distils the model ``init_from`` (the teacher)
+        into a student that samples in N steps (emulator.distill).
+    teacher_steps: dpmpp-2m steps of the teacher whose samples the student learns.
     ema: EMA decay of the inference weights (warmed up as min(ema, (1 + n) / (10 + n))).
     p_mask: probability that an example carries an outpainting known-halo mask (phases 1..7).
     schedule: training noise schedule (emulator.schedule; given as one or as its ``to_dict()``).
@@ -106,6 +111,8 @@ class TrainConfig:
     learning_rate: float = 1e-4
     lr_schedule: str = "constant"
     init_from: str = ""
+    distill_steps: int = 0
+    teacher_steps: int = 5
     weight_decay: float = 0.0
     grad_clip: float = 1.0
     ema: float = 0.9999
@@ -135,7 +142,7 @@ class TrainConfig:
         for name in ("tile", "core", "batch", "steps", "val_samples", "val_steps", "save_every",
                      "log_every"):
             check_int(name, getattr(self, name), minimum=1)
-        for name in ("val_files", "val_every", "seed", "num_workers"):
+        for name in ("val_files", "val_every", "seed", "num_workers", "distill_steps"):
             check_int(name, getattr(self, name), minimum=0)
         try:
             halo_width(self.tile, self.core)
@@ -152,6 +159,12 @@ class TrainConfig:
         check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
         check_choice("val_sampler", self.val_sampler, SAMPLER_SCHEDULES)
         check_choice("prediction", self.prediction, PREDICTIONS)
+        check_int("teacher_steps", self.teacher_steps, minimum=1)
+        if self.distill_steps and not self.init_from:
+            raise InputError("init_from", "distillation needs its teacher: pass the model to distil as --init-from")
+        if self.distill_steps > self.teacher_steps:
+            raise InputError("distill_steps", f"a student of {self.distill_steps} steps cannot learn from a "
+                             f"teacher of {self.teacher_steps} (--teacher-steps)")
 
     def to_dict(self):
         """Plain dict (JSON-ready) of every field."""
@@ -180,7 +193,9 @@ class TrainConfig:
         return sorted(k for k in mine if k not in RESUMABLE_FIELDS and mine[k] != theirs[k])
 
     def validation_settings(self):
-        """The GenerationSettings of the validation pass."""
+        """The GenerationSettings of the validation pass (a student's own sampler and steps)."""
+        if self.distill_steps:
+            return GenerationSettings(sampler="consistency", steps=self.distill_steps)
         return GenerationSettings(sampler=self.val_sampler, steps=self.val_steps)
 
 

@@ -13,6 +13,7 @@ import torch
 from tqdm import tqdm
 
 from emulator.denoiser import condition_channels
+from emulator.distill import student_sigmas
 from emulator.formulation import band_modes
 from emulator.samplers import SAMPLERS, randn
 from emulator.schedule import SPACINGS
@@ -61,14 +62,26 @@ def native_bf16(device):
 def sampling_plan(model, settings, tile=None):
     """(sampler function, sigmas, band cut in modes of a ``tile``-voxel cube (default the model's)
     or None) of GenerationSettings ``settings`` for ``model``; InputError naming the setting of
-    one the sampler does not take. Callers check settings with it before they touch any output."""
+    one the sampler does not take, and for a sampler that is not the model's kind (a distilled
+    student samples only with ``consistency``, in at most its steps). Callers check settings
+    with it before they touch any output."""
     sample = SAMPLERS[settings.sampler]
     accepted = {name for name, p in inspect.signature(sample).parameters.items()
                 if p.kind is p.KEYWORD_ONLY} - CONTEXT_KEYWORDS
     unknown = sorted(set(dict(settings.sampler_options)) - accepted)
     if unknown:
         raise InputError("sampler_options", f"{settings.sampler} takes {sorted(accepted)}, not {unknown}")
-    sigmas = SPACINGS[settings.sigma_schedule](model.schedule, settings.steps)
+    student = model.config.distill_steps
+    if student and settings.sampler != "consistency":
+        raise InputError("sampler", f"this model is a student distilled to {student} step(s): it samples "
+                         "only with 'consistency'")
+    if settings.sampler == "consistency" and not student:
+        raise InputError("sampler", "'consistency' samples distilled students only (emulator train "
+                         "--distill-steps); this model is a diffusion model")
+    if student:
+        sigmas = student_sigmas(model.config, settings.steps)
+    else:
+        sigmas = SPACINGS[settings.sigma_schedule](model.schedule, settings.steps)
     fraction = model.formulation.lr_band if settings.lr_consistency is None else settings.lr_consistency
     k_cut = band_modes(fraction, tile or model.tile, model.spacing, model.lr_spacing) if fraction > 0 else None
     return sample, sigmas, k_cut

@@ -209,6 +209,22 @@ def _heun_step(denoiser, x, sigma, sigma_next, previous, noise, *, gamma, s_tmin
     return x_next, denoised
 
 
+def _consistency_step(denoiser, x, sigma, sigma_next, previous, noise):
+    """Multistep consistency sampling (Song et al. 2023, arXiv:2303.01469, Algorithm 1): the
+    student's estimate is a sample, not a posterior mean; it is noised afresh to the next level
+    (the estimate itself at sigma_next = 0)."""
+    denoised = denoiser(x, sigma)
+    return _renoise(denoised, 0.0, sigma_next, noise), denoised
+
+
+def sample_consistency(denoiser, x, sigmas, *, generator=None, known=None, mask=None, callback=None,
+                       corrector=None):
+    """A distilled student's sampler (emulator.distill): one denoiser call per level, fresh noise
+    between levels (stochastic from the second step on). With a diffusion model's denoiser it
+    returns blurred posterior means: generation allows it for students only."""
+    return _integrate(_consistency_step, denoiser, x, sigmas, generator, known, mask, callback, corrector)
+
+
 def sample_ddim(denoiser, x, sigmas, *, generator=None, known=None, mask=None, callback=None,
                 corrector=None, eta=0.0, s_noise=1.0):
     """DDIM: deterministic first-order ODE solver for eta = 0, ancestral for eta = 1."""
@@ -252,6 +268,7 @@ SAMPLERS = {
     "dpmpp-2m": sample_dpmpp_2m,
     "dpmpp-2m-sde": sample_dpmpp_2m_sde,
     "heun": sample_heun,
+    "consistency": sample_consistency,
 }
 
 
@@ -261,6 +278,7 @@ EVALUATIONS = {
     "dpmpp-2m": lambda steps: steps,
     "dpmpp-2m-sde": lambda steps: steps,
     "heun": lambda steps: 2 * steps - 1,          # no correction on the last step, to sigma = 0
+    "consistency": lambda steps: steps,
 }
 """Denoiser evaluations of each sampler over a number of steps (corrector aside)."""
 

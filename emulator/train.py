@@ -32,6 +32,7 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from emulator import checkpoint as ckpt
+from emulator import distill
 from emulator.config import MODEL_FIELDS
 from emulator.data import CropDataset, StepBatches, find_pair_files, load_pairs, split_pairs
 from emulator.denoiser import Denoiser, condition_channels, denoising_loss
@@ -119,16 +120,22 @@ def band_cut(meta):
     return band_modes(cfg.lr_band, cfg.tile, meta.spacing, meta.lr_spacing) if cfg.lr_band > 0 else None
 
 
-def train_step(denoiser, optimizer, batch, sigma, noise, grad_clip, in_channels, meta):
+def train_step(denoiser, optimizer, batch, sigma, noise, grad_clip, in_channels, meta, teacher=None):
     """One AdamW step on the loss over unknown voxels, for the formulation's target and through its
-    band projection when it has one; returns (loss, gradient norm) tensors."""
+    band projection when it has one, or, with a ``teacher`` (emulator.distill.Teacher), on the
+    distillation loss at the level sigma[0]; returns (loss, gradient norm) tensors."""
     optimizer.zero_grad(set_to_none=True)
     cond = condition_channels(in_channels, batch["lr"], batch["known"], batch["mask"])
     form, k_cut = meta.formulation, band_cut(meta)
-    project = None if k_cut is None else functools.partial(
-        form.project, y_lr=batch["lr"], normalization=meta.normalization, k_cut=k_cut)
-    loss = denoising_loss(denoiser, form.target(batch["hr"], batch["lr"]), cond, sigma, noise,
-                          weight_mask=1.0 - batch["mask"], project=project)
+    x0 = form.target(batch["hr"], batch["lr"])
+    if teacher is None:
+        project = None if k_cut is None else functools.partial(
+            form.project, y_lr=batch["lr"], normalization=meta.normalization, k_cut=k_cut)
+        loss = denoising_loss(denoiser, x0, cond, sigma, noise, weight_mask=1.0 - batch["mask"], project=project)
+    else:
+        project = functools.partial(form.project, y_lr=batch["lr"], normalization=meta.normalization, k_cut=k_cut)
+        loss = distill.distillation_loss(denoiser, teacher, x0, cond, float(sigma[0]), noise, project,
+                                         batch["mask"] > 0.5)
     loss.backward()
     grad_norm = torch.nn.utils.clip_grad_norm_(optimizer.param_groups[0]["params"], grad_clip)
     optimizer.step()
@@ -345,10 +352,11 @@ def train(config, out_dir, resume=False, progress=True):
     schedule = config.schedule
     denoiser = Denoiser(model, schedule, config.prediction, autocast=autocast)
     sigmas = torch.as_tensor(schedule.sigmas(), dtype=torch.float32)
+    teacher = distill.load_teacher(config, env.device, autocast) if config.distill_steps else None
     dataset = CropDataset([(run.meta.normalization.forward(b.lr), run.meta.normalization.forward(b.hr))
                            for b in train_boxes], config.tile, config.core, config.p_mask, config.seed)
     loop(run, denoiser, make_loader(dataset, run, env, env.device), sigmas, val_boxes, env,
-         out_dir, metrics, progress)
+         out_dir, metrics, progress, teacher)
     if env.rank == 0:
         save(run, out_dir)
         ckpt.save_inference_model(os.path.join(out_dir, "model.pt"), run.meta, run.ema)
@@ -358,8 +366,9 @@ def train(config, out_dir, resume=False, progress=True):
     return run.step
 
 
-def loop(run, denoiser, loader, sigmas, val_boxes, env, out_dir, metrics, progress):
-    """The optimisation loop from ``run.step`` to ``config.steps``; logs, validates, saves."""
+def loop(run, denoiser, loader, sigmas, val_boxes, env, out_dir, metrics, progress, teacher=None):
+    """The optimisation loop from ``run.step`` to ``config.steps``; logs, validates, saves. With a
+    ``teacher`` every step distils at the student level of that step (emulator.distill)."""
     cfg = run.meta.config
     in_channels = run.net.config.in_channels
     shape = (1, cfg.tile, cfg.tile, cfg.tile)
@@ -369,11 +378,14 @@ def loop(run, denoiser, loader, sigmas, val_boxes, env, out_dir, metrics, progre
         for batch in loader:
             indices = range(env.rank * cfg.batch, (env.rank + 1) * cfg.batch)
             sigma, noise = example_noise(cfg.seed, run.step, indices, sigmas, shape)
+            if teacher is not None:
+                sigma = torch.full_like(sigma, distill.training_level(cfg, run.step))
             batch = {k: v.to(env.device, non_blocking=True) for k, v in batch.items()}
             for group in run.optimizer.param_groups:
                 group["lr"] = learning_rate_at(cfg, run.step)
             loss, grad_norm = train_step(denoiser, run.optimizer, batch, sigma.to(env.device),
-                                         noise.to(env.device), cfg.grad_clip, in_channels, run.meta)
+                                         noise.to(env.device), cfg.grad_clip, in_channels, run.meta,
+                                         teacher)
             update_ema(run.ema, run.net, ema_decay(cfg.ema, run.step))
             run.step += 1
             loss_sum, count = loss_sum + loss, count + 1

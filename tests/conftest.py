@@ -1,5 +1,6 @@
 """Shared test helpers (pytest puts tests/ on sys.path, so test modules import them directly)."""
 import numpy as np
+import pytest
 
 
 def gaussian_smoothing(field, box_size, radius):
@@ -28,3 +29,16 @@ def write_tiny_checkpoint(path, tile, core, spacing, seed=0):
                                 normalization=Normalization(shift=0.0, scale=0.02))
     checkpoint.save_inference_model(path, meta, checkpoint.build_net(config))
     return path
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Torch on one thread for a module (``pytestmark = pytest.mark.usefixtures(...)``): the 8^3-16^3
+    networks of the tests are dominated by per-op overhead, where OpenMP synchronisation between
+    threads costs more than it saves (10x slower on a busy 2-core machine)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

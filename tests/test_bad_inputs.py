@@ -81,6 +81,8 @@ UPSAMPLE = {
     "unknown sigma schedule": ("box", "good.h5", ["--force", "--sigma-schedule", "linear"], "--sigma-schedule"),
     "LR consistency out of range": ("box", "good.h5", ["--force", "--lr-consistency", "2"], "--lr-consistency"),
     "ddpm steps beyond the trained levels": ("box", "sr.h5", ["--sampler", "ddpm", "--steps", "5000"], "--steps"),
+    "consistency sampler for a diffusion model": ("box", "good.h5", ["--force", "--sampler", "consistency"],
+                                                  "--sampler: 'consistency' samples distilled students only"),
     "existing output without --force": ("box", "good.h5", [], "already exists"),
     # item 6: unusable output paths, found before any work
     "output inside a file": ("tile", "/etc/passwd/x.h5", [], "/etc/passwd is not a directory"),

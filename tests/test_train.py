@@ -21,6 +21,8 @@ from sims.mesh import resample
 from sims.pairfile import write_pair
 from sims.stats import correlation, power_spectrum
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 N_HR, N_LR, BOX = 16, 8, 32.0
 
 

@@ -10,17 +10,9 @@ import torch
 import unet3d
 from unet3d.embedding import sinusoidal_embedding
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 PAPER_PARAMETERS = 31_511_425  # Rouhiainen et al. 2023 (arXiv:2311.05217), their 3D Palette U-Net
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """These 8^3-16^3 networks are dominated by per-op overhead, where OpenMP synchronisation
-    between threads costs more than it saves (10x slower on a busy 2-core machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def seeded_model(preset="tiny", seed=0, **overrides):

@@ -45,7 +45,8 @@ def add_generation_flags(p, defaults=GenerationSettings()):
     """The flags of emulator.config.GenerationSettings (upsample and demo)."""
     p.add_argument("--sampler", default=defaults.sampler,
                    help="Sampler: ddpm (the reference's ancestral sampler), ddim, dpmpp-2m, "
-                        "dpmpp-2m-sde or heun.")
+                        "dpmpp-2m-sde or heun; consistency for a distilled student (emulator "
+                        "train --distill-steps), which takes no other.")
     p.add_argument("--steps", type=int, default=defaults.steps,
                    help="Sampler steps (heun makes 2 network evaluations per step but the last; "
                         "ddpm with 2000 steps is the reference baseline).")

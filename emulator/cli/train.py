@@ -24,6 +24,11 @@ OPTIONS = (
                                                "checkpoint.pt) with a fresh optimiser; the network, "
                                                "tile, schedule and formulation options must match "
                                                "its own. Empty: initial weights from --seed."),
+    ("--distill-steps", "distill_steps", int, "N", "Distil the --init-from model (the teacher) into a "
+                                                   "student that samples in N steps with the "
+                                                   "'consistency' sampler (0: train a diffusion model)."),
+    ("--teacher-steps", "teacher_steps", int, "S", "dpmpp-2m steps of the teacher whose samples the "
+                                                   "student learns."),
     ("--weight-decay", "weight_decay", float, "W", "AdamW decoupled weight decay."),
     ("--grad-clip", "grad_clip", float, "G", "Maximum global gradient norm."),
     ("--ema", "ema", float, "DECAY", "EMA decay of the inference weights."),
