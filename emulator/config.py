@@ -27,6 +27,8 @@ DEFAULT_MODEL = Path(__file__).resolve().parent / "default_model"
 """The packaged default model's directory (its model card is MODEL_CARD.md there)."""
 MODEL_FILE = "model.pt"
 """The inference checkpoint inside a run directory (``emulator train --out``) or DEFAULT_MODEL."""
+STUDENT_FILE = "student.pt"
+"""The packaged default model distilled into a few-step student (emulator.distill), in DEFAULT_MODEL."""
 PREDICTIONS = ("eps", "v")
 """Network targets (emulator.denoiser)."""
 FORMULATIONS = ("palette", "residual")

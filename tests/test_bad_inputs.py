@@ -16,6 +16,7 @@ import pytest
 
 from conftest import write_tiny_checkpoint
 from emulator.cli import main
+from emulator.config import DEFAULT_MODEL, STUDENT_FILE
 from outpaint.run import upsample_box
 from outpaint.writer import state_path
 from outpaint_job import Crash, instrumented, stand_in
@@ -461,7 +462,11 @@ DEMO = {"unknown sampler": (["--sampler", "bogus"], "--sampler: must be one of [
         "zero steps": (["--steps", "0"], "--steps: must be an integer >= 1"),
         "zero batch": (["--batch", "0"], "--batch: must be an integer >= 1"),
         "odd block count": (["--blocks", "3"], "--blocks: must be even"),
-        "missing model": (["--model", "no/such/model.pt"], "error: --model: no/such/model.pt does not exist")}
+        "missing model": (["--model", "no/such/model.pt"], "error: --model: no/such/model.pt does not exist"),
+        "student beyond its steps": (["--model", str(DEFAULT_MODEL / STUDENT_FILE), "--steps", "3"],
+                                     "--steps: this student was distilled to sample in 1 to 2 steps, not 3"),
+        "student with another sampler": (["--model", str(DEFAULT_MODEL / STUDENT_FILE), "--sampler", "ddim"],
+                                         "--sampler: this model is a student distilled to 2 step(s)")}
 
 
 @pytest.mark.parametrize("case", DEMO)

@@ -23,7 +23,7 @@ def test_demo_outpaints_on_two_ranks_and_writes_its_report(tmp_path):
     model = write_tiny_checkpoint(tmp_path / "tiny.pt", tile=16, core=8, spacing=2.0)
     out = tmp_path / "demo"
     command = [str(MPIEXEC), "-n", "2", sys.executable, "-m", "emulator.cli", "demo", "--model", str(model),
-               "--out", str(out), "--blocks", "4", "--steps", "1", "--batch", "8"]
+               "--out", str(out), "--blocks", "4", "--sampler", "dpmpp-2m", "--steps", "1", "--batch", "8"]
     proc = subprocess.run(command, capture_output=True, text=True, timeout=600,
                           env={**os.environ, "OMP_NUM_THREADS": "1"}, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr

@@ -62,6 +62,20 @@ def test_tile_depends_on_its_seed_only(sampler):
     assert np.abs(other[0] - together[2]).max() > 1e-2
 
 
+def test_a_tile_does_not_depend_on_the_thread_count():
+    """The intra-op threads split the same arithmetic: 1 and 2 threads agree to float round-off."""
+    model, lr = tiny_model(), lognormal_tiles(1, 2)
+    threads = torch.get_num_threads()
+    try:
+        out = []
+        for count in (1, 2):
+            torch.set_num_threads(count)
+            out.append(generate_tiles(model, GenerationSettings("dpmpp-2m-sde", 4), lr, None, None, [3, 4]))
+    finally:
+        torch.set_num_threads(threads)
+    np.testing.assert_allclose(out[0], out[1], rtol=1e-4, atol=1e-5)
+
+
 def test_a_batch_that_runs_out_of_memory_is_halved_until_it_fits(monkeypatch):
     model = tiny_model()
     lr, seeds = lognormal_tiles(1, 5), [21, 22, 23, 24, 25]

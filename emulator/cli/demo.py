@@ -3,10 +3,12 @@
 import argparse
 
 from emulator.cli import add_generation_flags, generation_settings
-from emulator.config import DEFAULT_MODEL, GenerationSettings
+from emulator.config import DEFAULT_MODEL, STUDENT_FILE, GenerationSettings
 
-DEMO_SETTINGS = GenerationSettings(steps=5)
-"""The demo's sampling (the setting of the default model's held-out figures in its model card)."""
+DEMO_SETTINGS = GenerationSettings(sampler="consistency", steps=2)
+"""The demo's sampling: the packaged student in its two steps (the setting of its held-out figures
+in the model card). The default model itself: ``--model`` its directory ``--sampler dpmpp-2m
+--steps 5``."""
 
 
 def add_parser(subparsers):
@@ -19,8 +21,9 @@ def add_parser(subparsers):
                     "plots and the emulated field; prints a summary table. Launch with "
                     "'mpiexec -n R emulator demo' to outpaint over R MPI ranks.")
     p.add_argument("--out", default="demo_out", help="Output folder.")
-    p.add_argument("--model", default=str(DEFAULT_MODEL),
-                   help="Model checkpoint (file, or folder holding model.pt).")
+    p.add_argument("--model", default=str(DEFAULT_MODEL / STUDENT_FILE),
+                   help="Model checkpoint (file, or folder holding model.pt); the default is the "
+                        "packaged default model's two-step student.")
     p.add_argument("--blocks", type=int, default=4,
                    help="Outpainting blocks per box side (even); the box is blocks x core voxels "
                         "(4: 64 tiles of 32^3; 2: a single tile, no outpainting).")
