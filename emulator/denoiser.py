@@ -123,8 +123,14 @@ def denoising_loss(denoiser, x0, cond, sigma, noise, weight_mask=None, project=N
         with torch.no_grad():
             target = project(x0)
         sq = ((project(denoiser(x, sigma, cond)) - target) / c_out) ** 2
+    return masked_mean(sq, weight_mask)
+
+
+def masked_mean(values, weight_mask=None):
+    """Mean of ``values`` over the voxels where ``weight_mask`` (0/1 or bool, broadcastable) is
+    nonzero; the plain mean without a mask, 0 when the mask is empty."""
     if weight_mask is None:
-        return sq.mean()
-    weight = torch.broadcast_to(weight_mask.to(sq.dtype), sq.shape)
-    return (sq * weight).sum() / weight.sum().clamp_min(1.0)
+        return values.mean()
+    weight = torch.broadcast_to(weight_mask.to(values.dtype), values.shape)
+    return (values * weight).sum() / weight.sum().clamp_min(1.0)
 

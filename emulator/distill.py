@@ -25,6 +25,7 @@ in at most N steps, and refuses that sampler for a diffusion model (emulator.gen
 import torch
 
 from emulator import checkpoint as ckpt
+from emulator.denoiser import masked_mean
 from emulator.samplers import sample_dpmpp_2m
 from emulator.schedule import karras_sigmas
 from sims.errors import InputError
@@ -93,6 +94,5 @@ def distillation_loss(student, teacher, x0, cond, sigma, noise, project, known_m
     x = x0 + sigma * noise
     target = teacher.sample_from(x, sigma, cond, project, x0, known_mask)
     estimate = project(student(x, sigma, cond))
-    free = (~known_mask).to(x0.dtype).expand_as(x0)
-    return (((estimate - target) ** 2) * free).sum() / free.sum().clamp_min(1.0)
+    return masked_mean((estimate - target) ** 2, ~known_mask)
 

@@ -128,12 +128,11 @@ def train_step(denoiser, optimizer, batch, sigma, noise, grad_clip, in_channels,
     cond = condition_channels(in_channels, batch["lr"], batch["known"], batch["mask"])
     form, k_cut = meta.formulation, band_cut(meta)
     x0 = form.target(batch["hr"], batch["lr"])
-    if teacher is None:
-        project = None if k_cut is None else functools.partial(
-            form.project, y_lr=batch["lr"], normalization=meta.normalization, k_cut=k_cut)
-        loss = denoising_loss(denoiser, x0, cond, sigma, noise, weight_mask=1.0 - batch["mask"], project=project)
+    project = functools.partial(form.project, y_lr=batch["lr"], normalization=meta.normalization, k_cut=k_cut)
+    if teacher is None:   # without a band the network is trained on the raw target, unclamped
+        loss = denoising_loss(denoiser, x0, cond, sigma, noise, weight_mask=1.0 - batch["mask"],
+                              project=None if k_cut is None else project)
     else:
-        project = functools.partial(form.project, y_lr=batch["lr"], normalization=meta.normalization, k_cut=k_cut)
         loss = distill.distillation_loss(denoiser, teacher, x0, cond, float(sigma[0]), noise, project,
                                          batch["mask"] > 0.5)
     loss.backward()
