@@ -78,8 +78,13 @@ class Teacher:
 
 
 def load_teacher(config, device, autocast=None):
-    """The :class:`Teacher` of a student configuration, read from ``config.init_from``."""
-    return Teacher(ckpt.load_model(ckpt.find_model(config.init_from, "init_from"), device), config, autocast)
+    """The :class:`Teacher` of a student configuration, read from ``config.init_from``; a student
+    is refused (its estimates are samples, which dpmpp-2m cannot integrate)."""
+    path = ckpt.find_model(config.init_from, "init_from")
+    model = ckpt.load_model(path, device)
+    if model.config.distill_steps:
+        raise InputError("init_from", f"{path} is a distilled student; distil a diffusion model")
+    return Teacher(model, config, autocast)
 
 
 def distillation_loss(student, teacher, x0, cond, sigma, noise, project, known_mask):

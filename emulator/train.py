@@ -337,6 +337,8 @@ def train(config, out_dir, resume=False, progress=True):
     env = distributed_env()
     boxes = load_pairs(find_pair_files(config.data), config.tile)
     train_boxes, val_boxes = split_pairs(boxes, config.val_files)
+    autocast = torch.bfloat16 if config.bf16 and native_bf16(env.device) else None
+    teacher = distill.load_teacher(config, env.device, autocast) if config.distill_steps else None
     os.makedirs(out_dir, exist_ok=True)
     run = open_run(config, out_dir, resume, train_boxes, env.device)
     metrics = os.path.join(out_dir, "metrics.jsonl")
@@ -347,11 +349,9 @@ def train(config, out_dir, resume=False, progress=True):
     if env.world > 1:
         model = torch.nn.parallel.DistributedDataParallel(
             run.net, device_ids=[env.device.index] if env.device.type == "cuda" else None)
-    autocast = torch.bfloat16 if config.bf16 and native_bf16(env.device) else None
     schedule = config.schedule
     denoiser = Denoiser(model, schedule, config.prediction, autocast=autocast)
     sigmas = torch.as_tensor(schedule.sigmas(), dtype=torch.float32)
-    teacher = distill.load_teacher(config, env.device, autocast) if config.distill_steps else None
     dataset = CropDataset([(run.meta.normalization.forward(b.lr), run.meta.normalization.forward(b.hr))
                            for b in train_boxes], config.tile, config.core, config.p_mask, config.seed)
     loop(run, denoiser, make_loader(dataset, run, env, env.device), sigmas, val_boxes, env,

@@ -155,3 +155,7 @@ def test_a_distilled_student_learns_its_teacher_and_samples_in_its_steps(data_di
         sampling_plan(student, GenerationSettings(sampler="consistency", steps=2))
     with pytest.raises(InputError, match="sampler: 'consistency' samples distilled students only"):
         sampling_plan(teacher, GenerationSettings(sampler="consistency", steps=1))
+    # a student is no teacher: its estimates are samples, not the means dpmpp-2m integrates
+    with pytest.raises(InputError, match="init_from: .*model.pt is a distilled student"):
+        train(config.replace(init_from=str(tmp_path), steps=1), str(tmp_path / "again"), progress=False)
+    assert not (tmp_path / "again").exists()
