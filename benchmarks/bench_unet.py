@@ -22,6 +22,12 @@ native bf16: avx512_bf16 or AMX; its largest deviation from fp32 is printed), to
 (inductor; its compile time is printed) and their combinations; then the same at 1 thread.
 Voxels per second are the median over rounds; the ratio is to the reference point.
 
+Allocator (``--allocator``): eager fp32 inference of ``--batch`` tiles per call with glibc's
+default malloc against emulator.runtime.hold_freed_memory (what the ``emulator`` command sets),
+each in its own fresh process (the setting is process-wide), the two alternating for
+``--rounds`` rounds at each thread count; per call: median seconds, system CPU seconds and
+minor page faults.
+
 Prints one JSON object per measurement.
 """
 import argparse
@@ -35,6 +41,7 @@ import torch
 
 import unet3d
 from emulator.generate import native_bf16
+from emulator.runtime import hold_freed_memory
 
 
 def step_fn(model, x, c, backward, autocast_dtype=None):
@@ -152,6 +159,49 @@ def run_cpu_inference(preset, n, threads, rounds, base=None, compiled_options=Tr
     return base
 
 
+def allocator_case(hold, preset, n, batch, threads, calls):
+    """Median seconds, system seconds and minor faults per inference call after one warm-up call,
+    in this (fresh) process, with or without hold_freed_memory."""
+    held = hold_freed_memory() if hold else False
+    torch.set_num_threads(threads)
+    model = seeded(unet3d.build(preset)).eval()
+    x, c = inputs(model, n, batch, "cpu")
+    times, system, faults = [], 0.0, 0
+    with torch.inference_mode():
+        model(x, c)
+        for _ in range(calls):
+            usage, start = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+            model(x, c)
+            times.append(time.perf_counter() - start)
+            after = resource.getrusage(resource.RUSAGE_SELF)
+            system += after.ru_stime - usage.ru_stime
+            faults += after.ru_minflt - usage.ru_minflt
+    return {"hold_freed_memory": held, "seconds_per_call": sorted(times)[calls // 2],
+            "system_s_per_call": system / calls, "minor_faults_per_call": faults / calls}
+
+
+def run_allocator(preset, n, batch, threads, rounds, calls=3):
+    """allocator_case with and without the setting, alternating fresh processes (docstring)."""
+    ctx = multiprocessing.get_context("spawn")
+    for t in sorted({threads, 1}, reverse=True):
+        results = {False: [], True: []}
+        for _ in range(rounds):
+            for hold in (False, True):
+                with ctx.Pool(1) as pool:
+                    results[hold].append(pool.apply(allocator_case, (hold, preset, n, batch, t, calls)))
+        base = None
+        for hold in (False, True):
+            runs = results[hold]
+            seconds = sorted(r["seconds_per_call"] for r in runs)[rounds // 2]
+            base = base or seconds
+            print(json.dumps({"device": "cpu", "preset": preset, "n": n, "batch": batch, "threads": t,
+                              "hold_freed_memory": runs[0]["hold_freed_memory"], "seconds_per_call": seconds,
+                              "voxels_per_s": batch * n ** 3 / seconds, "ratio": base / seconds,
+                              "system_s_per_call": sum(r["system_s_per_call"] for r in runs) / rounds,
+                              "minor_faults_per_call": sum(r["minor_faults_per_call"] for r in runs) / rounds}),
+                  flush=True)
+
+
 def gpu_case(preset, n, batch, backward, dtype, compiled, channels_last, repeats):
     torch.cuda.empty_cache()
     model = seeded(unet3d.build(preset, channels_last=channels_last)).cuda().train(backward)
@@ -217,10 +267,17 @@ def main():
     parser.add_argument("--cpu-inference", action="store_true",
                         help="Only the side-by-side CPU inference options (module docstring), for "
                              "the first preset and size, at --threads and at 1 thread.")
-    parser.add_argument("--rounds", type=int, default=7, help="Timed rounds of --cpu-inference.")
+    parser.add_argument("--rounds", type=int, default=7, help="Timed rounds of --cpu-inference and --allocator.")
+    parser.add_argument("--allocator", action="store_true",
+                        help="Only glibc's default malloc against emulator.runtime.hold_freed_memory "
+                             "(module docstring), for the first preset and size, at --threads and 1.")
+    parser.add_argument("--batch", type=int, default=4, help="Tiles per call of --allocator.")
     parser.add_argument("--no-compile", dest="compile", action="store_false",
                         help="Leave torch.compile out of --cpu-inference (its compilation takes minutes).")
     args = parser.parse_args()
+    if args.allocator:
+        run_allocator(args.presets[0], args.sizes[0], args.batch, args.threads, args.rounds)
+        return
     if args.cpu_inference:
         base = None
         for threads in sorted({args.threads, 1}, reverse=True):

@@ -9,7 +9,7 @@ from pathlib import Path
 from emulator.checkpoint import find_model, load_model
 from emulator.config import GenerationSettings
 from emulator.generate import sampling_plan
-from outpaint.mpi import abort_on_error, world
+from outpaint.mpi import abort_on_error, idle_barrier, world
 from outpaint.upsample import upsample
 from sims.cosmology import PLANCK18
 from sims.errors import InputError, check_int
@@ -71,7 +71,7 @@ def run_demo(config, comm=None):
             _timed("simulate held-out pair", timings, simulate_pair, pair, seed=config.seed,
                    box_size=box_size, lr_particles=round(box_size / model.lr_spacing), hr_particles=grid,
                    grid=grid, redshift=0.0, steps=config.sim_steps, z_init=49.0, cosmo=PLANCK18)
-    comm.Barrier()
+    idle_barrier(comm)                              # rank 0 simulates on every core
     _timed(f"upsample ({comm.Get_size()} MPI ranks)", timings, upsample, config.model, f"{pair}:lr", sr,
            config.settings, seed=config.seed, batch_size=config.batch_size, force=True, comm=comm)
     if rank != 0:

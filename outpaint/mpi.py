@@ -9,6 +9,7 @@ functions, so importing this module neither initialises MPI nor requires it.
 """
 import contextlib
 import sys
+import time
 import traceback
 
 import numpy as np
@@ -21,11 +22,22 @@ from sims.errors import InputError, one_line
 from sims.outputs import acquire, release
 
 TAG_HALO = 11
+IDLE_POLL_S = 0.005
+"""Seconds between the checks of a rank waiting in :func:`idle_barrier`."""
 
 
 def world():
     """``MPI.COMM_WORLD`` (a one-rank world when not started by mpiexec)."""
     return MPI.COMM_WORLD
+
+
+def idle_barrier(comm):
+    """A barrier that waits asleep: for ranks waiting on serial work of another (rank 0 simulating,
+    validating or writing), which would otherwise share its cores with an MPI library busy-polling
+    in ``Barrier`` (MPICH spins a whole core). Returns within IDLE_POLL_S of the last arrival."""
+    request = comm.Ibarrier()
+    while not request.Test():
+        time.sleep(IDLE_POLL_S)
 
 
 @contextlib.contextmanager

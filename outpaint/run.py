@@ -26,7 +26,7 @@ from emulator.checkpoint import find_model, load_model
 from emulator.config import GenerationSettings
 from emulator.generate import generate_tiles, sampling_plan
 from emulator.geometry import PHASES, known_mask, periodic_crop, tile_origin
-from outpaint.mpi import abort_on_error, device_for_rank, exchange_halos, run_lock, world
+from outpaint.mpi import abort_on_error, device_for_rank, exchange_halos, idle_barrier, run_lock, world
 from outpaint.plan import Plan, tile_seed
 from outpaint.writer import RunState, state_path, write_output
 from sims.errors import InputError, check_int
@@ -326,7 +326,7 @@ def upsample_box(model, lr_spec, out_path, settings=GenerationSettings(), *, til
                 state.remove()
                 if timings is not None:
                     timings.append({"output": time.perf_counter() - start})
-            comm.Barrier()
+            idle_barrier(comm)
     return out_path
 
 

@@ -21,6 +21,7 @@ if int(os.environ.get("PMI_SIZE", os.environ.get("OMPI_COMM_WORLD_SIZE", "1"))) 
 from tqdm import tqdm
 
 from emulator.config import GenerationSettings
+from emulator.runtime import hold_freed_memory
 from sims.errors import InputError, one_line
 from sims.h5io import COMMAND_LINE
 from sims.outputs import check_writable
@@ -99,6 +100,7 @@ def main(argv=None):
     Arguments after a ``--`` are not parsed: they reach the subcommand as ``args.passthrough``.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
+    hold_freed_memory()                # tensors reuse the heap instead of faulting pages in anew
     split = argv.index("--") if "--" in argv else len(argv)
     args = build_parser().parse_args(argv[:split])
     args.passthrough = argv[split + 1:]
