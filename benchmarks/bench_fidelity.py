@@ -34,6 +34,7 @@ import numpy as np
 from emulator.checkpoint import load_model
 from emulator.checkpoint import find_model
 from emulator.config import DEFAULT_MODEL, GenerationSettings
+from emulator.runtime import hold_freed_memory
 from emulator.validate import transfer_from_pairs
 from heldout import HELD_OUT_SEED, held_out_pair
 from outpaint.run import upsample_box
@@ -103,6 +104,7 @@ def main(argv=None):
     p.add_argument("--work", default=None, metavar="DIR",
                    help="Keep the pair and the emulated fields here (default: a temporary folder).")
     args = p.parse_args(argv)
+    hold_freed_memory()                           # as the emulator command does
     args.model = find_model(args.model)
 
     model = load_model(args.model)

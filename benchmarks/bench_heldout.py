@@ -33,6 +33,7 @@ import numpy as np
 
 from emulator.checkpoint import find_model, load_model
 from emulator.config import DEFAULT_MODEL, GenerationSettings
+from emulator.runtime import hold_freed_memory
 from outpaint.run import upsample_box
 from sims import stats
 from sims.h5io import read_field
@@ -143,6 +144,7 @@ def main(argv=None):
     p.add_argument("--batch", type=int, default=8, help="Tiles per network batch.")
     p.add_argument("--json", default=None, help="Write every figure to this JSON file.")
     args = p.parse_args(argv)
+    hold_freed_memory()                           # as the emulator command does
     models = [m.split("=", 1) if "=" in m else (os.path.basename(os.path.normpath(m)), m)
               for m in map(str, args.model or [DEFAULT_MODEL])]
     models = [(label, find_model(path)) for label, path in models]

@@ -130,7 +130,9 @@ def worker(model, lr, out, steps, batch_size):
     from mpi4py import MPI
 
     from emulator.config import GenerationSettings
+    from emulator.runtime import hold_freed_memory
     from outpaint.run import upsample_box
+    hold_freed_memory()                               # as the emulator command does
     comm = MPI.COMM_WORLD
     comm.Barrier()
     start, phases = time.perf_counter(), []

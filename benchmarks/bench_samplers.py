@@ -46,6 +46,7 @@ from emulator.config import DEFAULT_MODEL, GenerationSettings
 from emulator.data import load_pairs
 from emulator.generate import conserve_mass, generate_tiles
 from emulator.geometry import periodic_crop
+from emulator.runtime import hold_freed_memory
 from emulator.samplers import SAMPLERS, evaluations
 from heldout import HELD_OUT_SEED, held_out_pair
 from sims import stats
@@ -229,6 +230,7 @@ def checked_lists(args):
 def main(argv=None):
     import torch
     args = parse_args(argv)
+    hold_freed_memory()                           # as the emulator command does
     try:
         samplers, nfes, modes = checked_lists(args)
         model = load_model(find_model(args.model), args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
