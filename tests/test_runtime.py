@@ -4,6 +4,8 @@ import sys
 
 import pytest
 
+from emulator.runtime import hold_freed_memory
+
 FAULTS_SCRIPT = """
 import resource, sys
 import torch, unet3d
@@ -29,7 +31,7 @@ def page_faults(mode):
     return int(out.stdout)
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc")
+@pytest.mark.skipif(not hold_freed_memory(), reason="needs glibc's mallopt")
 def test_network_passes_reuse_freed_memory():
     """Without the setting every pass maps its activations afresh and faults their pages in (a
     4 x 8 x 32^3 float32 activation is 4 MiB, 1024 pages; a pass has several); with it, later
