@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test demo bench bench-model bench-formulations model-data default-model student-model factor4-model bench-factor4 clean
+.PHONY: setup test demo bench bench-model bench-formulations model-data default-model student-model factor4-model bench-factor4 bench-nfe clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -72,6 +72,13 @@ bench-factor4: $(STAMP)
 	$(BIN)/python benchmarks/bench_heldout.py --model factor4=$(FACTOR4_RUN)/run/model.pt \
 		--pairs $(FACTOR4_RUN)/heldout/box_000*.h5 --samples 2 --steps 5 --json $(FACTOR4_RUN)/bench_heldout.json
 
+# Issue 13's NFE table: the default model (dpmpp-2m) and its student (consistency) at 1-20 network
+# evaluations against the model's 2000-step ddpm, 8 seeds of one held-out tile (an hour on 2 CPU cores).
+bench-nfe: $(STAMP)
+	$(BIN)/python benchmarks/bench_samplers.py --model emulator/default_model emulator/default_model/student.pt \
+		--samplers dpmpp-2m,consistency --nfe 1,2,4,5,8,20 --seeds 8 --crops 1 --baseline-steps 2000 \
+		--lr-consistency off --json bench_nfe.json
+
 # The formulations at one fixed budget on the default model's data (hours on 2 CPU cores).
 bench-formulations: model-data
 	$(BIN)/python benchmarks/bench_formulations.py --data $(MODEL_RUN)/train --runs formulation_runs
@@ -92,4 +99,4 @@ bench-model: $(STAMP)
 		--json bench_heldout.json
 
 clean:
-	rm -rf $(VENV) demo_out .pytest_cache bench_samplers.json bench_fidelity.json bench_heldout.json heldout formulation_runs
+	rm -rf $(VENV) demo_out .pytest_cache bench_nfe.json bench_samplers.json bench_fidelity.json bench_heldout.json heldout formulation_runs

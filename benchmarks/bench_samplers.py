@@ -2,13 +2,14 @@
 
 For held-out paired boxes, ``--crops`` tile-sized crops per file (LR and HR, periodic, positions
 drawn from ``--seed``; a box of exactly one tile gives one crop) are generated from their LR alone
-with every sampler at every NFE (network evaluations per sample; converted to steps with
-``emulator.samplers.evaluations``: heun makes 2N - 1 of them in N steps, so it gets the most steps
-that fit), over ``--seeds`` seeds, with and without the LR-consistent band replacement. Every
+by every model of ``--model`` with every sampler at every NFE it accepts (network evaluations per
+sample; converted to steps with ``emulator.samplers.evaluations``: heun makes 2N - 1 of them in N
+steps, so it gets the most steps that fit; a distilled student samples only with ``consistency``,
+in at most its distilled steps, and a diffusion model never with it), over ``--seeds`` seeds, with and without the LR-consistent band replacement. Every
 sample is measured twice: as generated (mass off) and with its mass set to the LR's
-(``emulator.generate.conserve_mass``, mass on; free of network cost). The baseline is ``ddpm``
+(``emulator.generate.conserve_mass``, mass on; free of network cost). The baseline is the first model's ``ddpm``
 over ``--baseline-steps`` trained levels without LR consistency (the reference's method), sampled
-with the same seeds; mass-on rows compare with the mass-on baseline. Per configuration, with P
+with the same seeds (give a student's teacher first: its baseline is the teacher's); mass-on rows compare with the mass-on baseline. Per configuration, with P
 the mean over crops and seeds of each sample's P(k), sigma the seed scatter of P (standard
 deviation over seeds, pooled over crops: a single sample's scatter, not that of the mean) and
 k_Nyq = pi / HR spacing:
@@ -25,7 +26,7 @@ k_Nyq = pi / HR spacing:
 Spectra: ``sims.stats.ensemble`` (the convention of ``sims.stats``, no window deconvolution) on
 the tile as a periodic cube of side tile x spacing [Mpc/h]. Bands with no shell give NaN (JSON null).
 
-    python benchmarks/bench_samplers.py [--model CKPT] [--pairs FILE ...] [--json OUT]
+    python benchmarks/bench_samplers.py [--model CKPT [CKPT ...]] [--pairs FILE ...] [--json OUT]
     python benchmarks/bench_samplers.py --quick   # smoke run (~400 tile evaluations)
 
 Without ``--pairs`` a one-tile held-out pair (seed 90210) is simulated at the model's spacings.
@@ -44,7 +45,7 @@ from emulator.checkpoint import load_model
 from emulator.checkpoint import find_model
 from emulator.config import DEFAULT_MODEL, GenerationSettings
 from emulator.data import load_pairs
-from emulator.generate import conserve_mass, generate_tiles
+from emulator.generate import conserve_mass, generate_tiles, sampling_plan
 from emulator.geometry import periodic_crop
 from emulator.runtime import hold_freed_memory
 from emulator.samplers import SAMPLERS, evaluations
@@ -62,6 +63,22 @@ QUICK = {**FULL, "seeds": 2, "nfe": "5,10", "baseline_steps": 50, "crops": 1}
 def steps_for(sampler, nfe):
     """The most steps of ``sampler`` whose network evaluations do not exceed ``nfe``."""
     return max(s for s in range(1, nfe + 1) if evaluations(sampler, s) <= nfe)
+
+
+def model_label(path):
+    """Short name of a checkpoint for the table: its file stem, or its folder's name for model.pt."""
+    path = os.path.normpath(path)
+    stem = os.path.splitext(os.path.basename(path))[0]
+    return os.path.basename(os.path.dirname(path)) if stem == "model" else stem
+
+
+def accepts(model, settings):
+    """Whether ``model`` samples with ``settings`` (emulator.generate.sampling_plan)."""
+    try:
+        sampling_plan(model, settings)
+    except InputError:
+        return False
+    return True
 
 
 def held_out_crops(paths, model, crops, seed):
@@ -119,19 +136,20 @@ def summarize(pk, r, base_pk, truth, bands):
                       "r": r_mean, "pk_ratio_truth": truth_ratio}}
 
 
-COLUMNS = (("sampler", "sampler", "s"), ("NFE", "nfe", "d"), ("steps", "steps", "d"),
+COLUMNS = (("model", "model", "s"), ("sampler", "sampler", "s"), ("NFE", "nfe", "d"), ("steps", "steps", "d"),
            ("LRc", "lr_consistency", "g"), ("mass", "mass", "s"), ("dP/2", "dP_half", ".4f"),
            ("dP", "dP_nyq", ".4f"), ("z", "z_max", ".2f"), ("s/s_b", "scatter_ratio", ".3f"), ("r/2", "r_half", ".4f"),
            ("rmin/2", "r_min_half", ".4f"), ("P/Pt lo", "pk_truth_low", ".4f"),
            ("r lo", "r_low", ".4f"), ("rLR lo", "r_lr_low", ".4f"), ("s/sample", "seconds", ".3f"))
-"""Table columns: header, result key, number format (LRc: the LR band fraction, or off; mass:
+"""Table columns: header, result key, number format (LRc: the LR band fraction imposed at sampling, or
+"model": the model's own trained band, none for a model trained without one; mass:
 generated mass as is, or set to the LR's)."""
 
 
 def table(rows):
     """Aligned plain-text table of result rows (one line per configuration)."""
     cells = [[head for head, _, _ in COLUMNS]]
-    cells += [["off" if row[key] is None else format(row[key], fmt) for _, key, fmt in COLUMNS] for row in rows]
+    cells += [["model" if row[key] is None else format(row[key], fmt) for _, key, fmt in COLUMNS] for row in rows]
     widths = [max(len(line[i]) for line in cells) for i in range(len(COLUMNS))]
     return "\n".join("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths)))
                      for line in cells)
@@ -144,30 +162,39 @@ def truth_spectra(lr, hr, box_size):
             "r_lr": np.stack([e.r_samples[0] for e in ens])}
 
 
-def run_benchmark(model, lr, hr, samplers, nfes, lr_modes, n_seeds, baseline_steps, batch, bf16,
+def run_benchmark(models, lr, hr, samplers, nfes, lr_modes, n_seeds, baseline_steps, batch, bf16,
                   report=lambda shells, rows: None):
-    """Baseline first, then every (LR mode, sampler, NFE); returns (shells, result rows) with
-    shells = {k, k_nyquist, k_lr_half} [h/Mpc]. ``report(shells, rows)`` is called after each row
-    (a long run keeps what it has measured)."""
+    """Baseline (the first model's) first, then every (LR mode, model, sampler, NFE) the model
+    accepts; ``models``: {label: LoadedModel} on one tile and grid. Returns (shells, result rows)
+    with shells = {k, k_nyquist, k_lr_half} [h/Mpc]. ``report(shells, rows)`` is called after
+    each row (a long run keeps what it has measured)."""
+    model = next(iter(models.values()))
     box_size = model.tile * model.spacing
     truth = truth_spectra(lr, hr, box_size)
     k, k_nyq = truth["k"], stats.k_nyquist(model.tile, box_size)
     k_lr_half = 0.5 * np.pi / model.lr_spacing
     bands = (k < k_nyq / 2, k < k_nyq, k < k_lr_half)
     shells = {"k": k, "k_nyquist": k_nyq, "k_lr_half": k_lr_half}
-    configs = [("ddpm", baseline_steps, None)] + [(s, steps_for(s, n), f) for f in lr_modes
-                                                  for s in samplers for n in nfes]
-    generate_tiles(model, GenerationSettings("ddim", 1, bf16=bf16), lr[:batch], None, None,
-                   range(min(batch, len(lr))), batch)
-    bar = tqdm(total=sum(evaluations(s, n) for s, n, _ in configs) * len(lr) * n_seeds, unit="eval")
+    configs = [(next(iter(models)), GenerationSettings("ddpm", baseline_steps, bf16=bf16))]
+    for fraction in lr_modes:
+        for label, candidate in models.items():
+            for sampler in samplers:
+                for steps in sorted({steps_for(sampler, n) for n in nfes}):
+                    settings = GenerationSettings(sampler, steps, lr_consistency=fraction, bf16=bf16)
+                    if accepts(candidate, settings):
+                        configs.append((label, settings))
+    for label, settings in {label: settings for label, settings in reversed(configs)}.items():
+        generate_tiles(models[label], settings.replace(steps=1), lr[:batch], None, None,   # warm-up
+                       range(min(batch, len(lr))), batch)
+    bar = tqdm(total=sum(evaluations(s.sampler, s.steps) for _, s in configs) * len(lr) * n_seeds, unit="eval")
     rows, base = [], {}
-    for sampler, steps, fraction in configs:
-        bar.set_postfix_str(f"{sampler} x{steps} LRc {fraction}")
-        settings = GenerationSettings(sampler, steps, lr_consistency=fraction, bf16=bf16)
-        spectra, seconds = sample_spectra(model, lr, hr, n_seeds, settings, batch)
+    for label, settings in configs:
+        sampler, steps, fraction = settings.sampler, settings.steps, settings.lr_consistency
+        bar.set_postfix_str(f"{label} {sampler} x{steps} LRc {fraction}")
+        spectra, seconds = sample_spectra(models[label], lr, hr, n_seeds, settings, batch)
         for mass, (pk, r) in spectra.items():
             base.setdefault(mass, pk)
-            rows.append({"sampler": sampler, "nfe": evaluations(sampler, steps), "steps": steps,
+            rows.append({"model": label, "sampler": sampler, "nfe": evaluations(sampler, steps), "steps": steps,
                          "lr_consistency": fraction, "mass": "on" if mass else "off", "seconds": seconds,
                          **summarize(pk, r, base[mass], truth, bands)})
         bar.update(evaluations(sampler, steps) * len(lr) * n_seeds)
@@ -178,8 +205,9 @@ def run_benchmark(model, lr, hr, samplers, nfes, lr_modes, n_seeds, baseline_ste
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default=str(DEFAULT_MODEL),
-                   help="Model checkpoint (training or inference) or run directory (default: the packaged model).")
+    p.add_argument("--model", nargs="+", default=[str(DEFAULT_MODEL)],
+                   help="Model checkpoints (training or inference) or run directories on one tile and grid; "
+                        "the first one's ddpm is the baseline (default: the packaged model).")
     p.add_argument("--pairs", nargs="+", metavar="FILE",
                    help="Held-out paired box files (datasets lr, hr) on the model's grid spacings "
                         f"(default: simulate one tile-sized pair, seed {HELD_OUT_SEED}).")
@@ -191,7 +219,9 @@ def parse_args(argv=None):
     p.add_argument("--crops", type=int,
                    help=f"Tile-sized crops per file; one if the box is one tile (default {FULL['crops']}).")
     p.add_argument("--lr-consistency", choices=("both", "on", "off"), default="both",
-                   help="Sample with the LR-consistent band replacement, without it, or both (default both).")
+                   help="Sample with the LR-consistent band replacement of --lr-fraction (on), with the model's "
+                        "own trained band only (off; no band for a model trained without one), or both "
+                        "(default both).")
     p.add_argument("--lr-fraction", type=float, default=0.5,
                    help="With LR consistency on, the band below this fraction of the LR Nyquist "
                         "comes from the LR (default 0.5).")
@@ -233,7 +263,17 @@ def main(argv=None):
     hold_freed_memory()                           # as the emulator command does
     try:
         samplers, nfes, modes = checked_lists(args)
-        model = load_model(find_model(args.model), args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        models = {}
+        for path in args.model:
+            models[model_label(find_model(path))] = load_model(find_model(path), device)
+        model = next(iter(models.values()))
+        if model.config.distill_steps:
+            raise InputError("--model", f"{args.model[0]} is a distilled student: give its teacher first, "
+                                        "whose ddpm is the baseline")
+        for label, other in models.items():
+            if (other.tile, other.spacing, other.lr_spacing) != (model.tile, model.spacing, model.lr_spacing):
+                raise InputError("--model", f"{label} has another tile or grid than {args.model[0]}")
         with tempfile.TemporaryDirectory() as scratch:
             if not args.pairs:
                 args.pairs = [os.path.join(scratch, "held_out.h5")]
@@ -249,7 +289,7 @@ def main(argv=None):
         if args.json:
             write_report(jsonable({"settings": settings, **shells, "rows": rows}), args.json)
 
-    _, rows = run_benchmark(model, lr, hr, samplers, nfes, modes, args.seeds, args.baseline_steps,
+    _, rows = run_benchmark(models, lr, hr, samplers, nfes, modes, args.seeds, args.baseline_steps,
                             args.batch, args.bf16, report)
     print(f"{len(lr)} crops of {model.tile}^3 x {args.seeds} seeds, baseline ddpm x{args.baseline_steps}, "
           f"device {model.device}")

@@ -2,6 +2,7 @@
 
     python benchmarks/bench_unet.py [--presets tiny small paper] [--sizes 32 48] [--threads 2]
                                     [--repeats 2] [--no-cpu] [--no-gpu]
+    python benchmarks/bench_unet.py --cpu-inference | --allocator | --ceiling --presets small --sizes 32
 
 CPU (``--threads`` torch threads, batch 1, fp32): each (preset, size, pass) runs in a fresh
 process; the time is the best of ``repeats`` calls after one warm-up call, and the peak memory is
@@ -27,6 +28,14 @@ default malloc against emulator.runtime.hold_freed_memory (what the ``emulator``
 each in its own fresh process (the setting is process-wide), the two alternating for
 ``--rounds`` rounds at each thread count; per call: median seconds, system CPU seconds and
 minor page faults.
+
+Ceiling (``--ceiling``): how far fp32 inference is from what this CPU can compute. The network's
+floating-point operations per call (torch.utils.flop_counter: convolutions and matrix products,
+2 per multiply-add) over its median seconds per call (``--batch`` tiles, with
+hold_freed_memory), beside two kernels' rates at the same thread count: one convolution of the
+network's costliest shape alone and a square sgemm (torch.mm, 2 n^3 operations), the rate a
+CPU's fp32 arithmetic reaches in practice. A network already near the sgemm rate cannot get much
+faster in fp32 without fewer operations.
 
 Prints one JSON object per measurement.
 """
@@ -202,6 +211,60 @@ def run_allocator(preset, n, batch, threads, rounds, calls=3):
                   flush=True)
 
 
+def median_seconds(call, rounds):
+    """Median wall seconds of ``rounds`` calls of ``call`` after one warm-up call."""
+    call()
+    times = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+    return sorted(times)[rounds // 2]
+
+
+def costliest_convolution(model, x, c):
+    """(operations, conv3d module, its input) of the network's single costliest convolution."""
+    from torch.utils.flop_counter import FlopCounterMode
+    captured = []
+    hooks = [m.register_forward_hook(lambda m, args, out: captured.append((m, args[0])))
+             for m in model.modules() if isinstance(m, torch.nn.Conv3d)]
+    with torch.inference_mode():
+        model(x, c)
+    for h in hooks:
+        h.remove()
+    best = (0, None, None)
+    for module, inp in captured:
+        with FlopCounterMode(display=False) as counter, torch.inference_mode():
+            module(inp)
+        best = max(best, (counter.get_total_flops(), module, inp), key=lambda b: b[0])
+    return best
+
+
+def run_ceiling(preset, n, batch, threads, rounds, gemm=2048):
+    """The network's fp32 operation rate beside a convolution's and sgemm's (module docstring)."""
+    from torch.utils.flop_counter import FlopCounterMode
+    hold_freed_memory()
+    model = seeded(unet3d.build(preset)).eval()
+    x, c = inputs(model, n, batch, "cpu")
+    with FlopCounterMode(display=False) as counter, torch.inference_mode():
+        model(x, c)
+    network_ops = counter.get_total_flops()
+    conv_ops, conv, conv_in = costliest_convolution(model, x, c)
+    a, b = (torch.randn(gemm, gemm, generator=torch.Generator().manual_seed(s)) for s in (0, 1))
+    for t in sorted({threads, 1}, reverse=True):
+        torch.set_num_threads(t)
+        with torch.inference_mode():
+            rates = {"network": network_ops / median_seconds(lambda: model(x, c), rounds),
+                     "costliest_conv3d": conv_ops / median_seconds(lambda: conv(conv_in), rounds),
+                     "sgemm": 2 * gemm ** 3 / median_seconds(lambda: torch.mm(a, b), rounds)}
+        print(json.dumps({"device": "cpu", "preset": preset, "n": n, "batch": batch, "threads": t,
+                          "network_gflop_per_call": network_ops / 1e9,
+                          "costliest_conv3d": f"{conv.in_channels}->{conv.out_channels} k{conv.kernel_size[0]} "
+                                              f"on {tuple(conv_in.shape[2:])}",
+                          **{f"{k}_gflop_per_s": v / 1e9 for k, v in rates.items()},
+                          "network_over_sgemm": rates["network"] / rates["sgemm"]}), flush=True)
+
+
 def gpu_case(preset, n, batch, backward, dtype, compiled, channels_last, repeats):
     torch.cuda.empty_cache()
     model = seeded(unet3d.build(preset, channels_last=channels_last)).cuda().train(backward)
@@ -271,12 +334,18 @@ def main():
     parser.add_argument("--allocator", action="store_true",
                         help="Only glibc's default malloc against emulator.runtime.hold_freed_memory "
                              "(module docstring), for the first preset and size, at --threads and 1.")
-    parser.add_argument("--batch", type=int, default=4, help="Tiles per call of --allocator.")
+    parser.add_argument("--ceiling", action="store_true",
+                        help="Only the network's fp32 operation rate beside a convolution's and sgemm's "
+                             "(module docstring), for the first preset and size, at --threads and 1.")
+    parser.add_argument("--batch", type=int, default=4, help="Tiles per call of --allocator and --ceiling.")
     parser.add_argument("--no-compile", dest="compile", action="store_false",
                         help="Leave torch.compile out of --cpu-inference (its compilation takes minutes).")
     args = parser.parse_args()
     if args.allocator:
         run_allocator(args.presets[0], args.sizes[0], args.batch, args.threads, args.rounds)
+        return
+    if args.ceiling:
+        run_ceiling(args.presets[0], args.sizes[0], args.batch, args.threads, args.rounds)
         return
     if args.cpu_inference:
         base = None
