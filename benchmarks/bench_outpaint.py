@@ -19,9 +19,13 @@ and strong scaling of the MPI driver on this machine.
    rank's tiles and messages per phase from the planner, plus the serial output write) that
    predicts the measured rank counts and 2048^3 on 1024 ranks. Process start and imports are
    excluded. Run it on an otherwise idle machine.
+4. ``split``: the same run on ``--cores`` cores split every way between MPI ranks and threads
+   per rank (ranks x threads = cores: 1 x 2 and 2 x 1 for 2 cores), the splits alternating for
+   ``--repeat`` rounds so that other load hits each alike; best and median wall seconds of each
+   and the ratio to the fastest. Not part of ``all``.
 
-Usage: python benchmarks/bench_outpaint.py [--part reference|plan|scaling|all] [--ranks 1 2 4]
-       [--json FILE]
+Usage: python benchmarks/bench_outpaint.py [--part reference|plan|scaling|split|all] [--ranks 1 2 4]
+       [--model CKPT --box 64 --sampler consistency --steps 2] [--json FILE]
 """
 import argparse
 import json
@@ -121,7 +125,7 @@ def make_inputs(directory, n=32, tile=16, core=8, model=None):
     return model, lr
 
 
-def worker(model, lr, out, steps, batch_size):
+def worker(model, lr, out, steps, batch_size, sampler):
     """One timed upsample_box call on every rank; rank 0 prints the slowest rank's seconds, every
     rank's seconds per phase (tiles, generate, store, exchange: run.run_phases; rank 0 last: the
     output write) and every rank's peak RSS [MiB]."""
@@ -136,7 +140,7 @@ def worker(model, lr, out, steps, batch_size):
     comm = MPI.COMM_WORLD
     comm.Barrier()
     start, phases = time.perf_counter(), []
-    upsample_box(model, lr, out, GenerationSettings(steps=steps), batch_size=batch_size, force=True,
+    upsample_box(model, lr, out, GenerationSettings(sampler, steps), batch_size=batch_size, force=True,
                  timings=phases)
     seconds = comm.allreduce(time.perf_counter() - start, op=MPI.MAX)
     per_rank = comm.gather(phases, root=0)
@@ -145,25 +149,49 @@ def worker(model, lr, out, steps, batch_size):
         print(json.dumps({"seconds": seconds, "phases_per_rank": per_rank, "peak_rss_mib": rss}))
 
 
-def strong_scaling(steps=4, batch_size=8, ranks=(1, 2), repeat=3, n=32, tile=16, core=8, model=None):
+def timed_run(model, lr, out, ranks, threads, steps, batch_size, sampler):
+    """The worker's report of one upsample_box run on ``ranks`` MPI ranks of ``threads`` threads."""
+    mpiexec = os.path.join(os.path.dirname(sys.executable), "mpiexec")
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "TQDM_DISABLE": "1"}
+    cmd = [mpiexec, "-n", str(ranks), sys.executable, __file__, "--worker", model, lr, out,
+           "--steps", str(steps), "--batch", str(batch_size), "--sampler", sampler]
+    run = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True)
+    return json.loads(run.stdout.strip().splitlines()[-1])
+
+
+def core_split(cores=2, steps=4, batch_size=8, repeat=3, n=32, tile=16, core=8, model=None, sampler="dpmpp-2m"):
+    """Wall seconds of every ranks x threads split of ``cores`` (module docstring, part 4)."""
+    splits = [(r, cores // r) for r in range(1, cores + 1) if cores % r == 0]
+    seconds = {split: [] for split in splits}
+    with tempfile.TemporaryDirectory() as tmp:
+        model, lr = make_inputs(tmp, n, tile, core, model)
+        for _ in range(repeat):
+            for r, t in splits:
+                report = timed_run(model, lr, os.path.join(tmp, "sr.h5"), r, t, steps, batch_size, sampler)
+                seconds[(r, t)].append(report["seconds"])
+    fastest = min(min(times) for times in seconds.values())
+    return {"box": n, "steps": steps, "sampler": sampler, "batch_size": batch_size, "cores": cores,
+            "splits": [{"ranks": r, "threads_per_rank": t, "best_seconds": min(seconds[(r, t)]),
+                        "median_seconds": sorted(seconds[(r, t)])[repeat // 2],
+                        "best_over_fastest": min(seconds[(r, t)]) / fastest} for r, t in splits],
+            "load_average": os.getloadavg()[0]}
+
+
+def strong_scaling(steps=4, batch_size=8, ranks=(1, 2), repeat=3, n=32, tile=16, core=8, model=None,
+                   sampler="dpmpp-2m"):
     """Wall time on each rank count (mpiexec, OMP_NUM_THREADS=1; best of ``repeat`` runs, as other
     work on a shared machine only ever slows a run down), speed-up and parallel efficiency
     against the first count, and the best run's seconds per phase and rank (where the time
     goes: generation, storing, exchange including waiting; then rank 0's output write) and peak
     RSS per rank beside the planner's memory per rank (its two local arrays). ``model``: a
     checkpoint (its tile and core), else an untrained tiny U-Net of ``tile`` and ``core``."""
-    mpiexec = os.path.join(os.path.dirname(sys.executable), "mpiexec")
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
     with tempfile.TemporaryDirectory() as tmp:
         model, lr = make_inputs(tmp, n, tile, core, model)
         tile, core = _tile_core(model)
         times, best = {}, {}
         for r in ranks:
-            cmd = [mpiexec, "-n", str(r), sys.executable, __file__, "--worker", model, lr,
-                   os.path.join(tmp, f"sr{r}.h5"), "--steps", str(steps), "--batch", str(batch_size)]
-            runs = [subprocess.run(cmd, capture_output=True, text=True, env=env, check=True)
-                    for _ in range(repeat)]
-            reports = [json.loads(p.stdout.strip().splitlines()[-1]) for p in runs]
+            reports = [timed_run(model, lr, os.path.join(tmp, f"sr{r}.h5"), r, 1, steps, batch_size, sampler)
+                       for _ in range(repeat)]
             best[r] = min(reports, key=lambda report: report["seconds"])
             times[r] = best[r]["seconds"]
     base = ranks[0]
@@ -222,10 +250,13 @@ def predicted_seconds(plan, costs):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--part", choices=("reference", "plan", "scaling", "all"), default="all")
+    p.add_argument("--part", choices=("reference", "plan", "scaling", "split", "all"), default="all")
     p.add_argument("--json", default=None, help="Also write the results to this JSON file.")
     p.add_argument("--worker", nargs=3, metavar=("MODEL", "LR", "OUT"), help=argparse.SUPPRESS)
-    p.add_argument("--steps", type=int, default=4, help="Sampler steps per tile in the scaling run.")
+    p.add_argument("--steps", type=int, default=4, help="Sampler steps per tile in the scaling and split runs.")
+    p.add_argument("--sampler", default="dpmpp-2m",
+                   help="Sampler of the scaling and split runs (consistency for a distilled student).")
+    p.add_argument("--cores", type=int, default=2, help="Cores the split run divides between ranks and threads.")
     p.add_argument("--batch", type=int, default=8, help="Tiles per generator call in the scaling run.")
     p.add_argument("--repeat", type=int, default=3, help="Runs per rank count in the scaling run (best kept).")
     p.add_argument("--ranks", type=int, nargs="+", default=[1, 2],
@@ -237,7 +268,7 @@ def main():
                    help="Checkpoint to time instead of the tiny U-Net (e.g. emulator/default_model).")
     args = p.parse_args()
     if args.worker:
-        worker(*args.worker, steps=args.steps, batch_size=args.batch)
+        worker(*args.worker, steps=args.steps, batch_size=args.batch, sampler=args.sampler)
         return
     results = {}
     if args.part in ("reference", "all"):
@@ -248,7 +279,11 @@ def main():
     if args.part in ("scaling", "all"):
         results["scaling"] = strong_scaling(steps=args.steps, batch_size=args.batch, ranks=tuple(args.ranks),
                                            repeat=args.repeat, n=args.box, tile=args.tile, core=args.core,
-                                           model=args.model)
+                                           model=args.model, sampler=args.sampler)
+    if args.part == "split":
+        results["split"] = core_split(cores=args.cores, steps=args.steps, batch_size=args.batch, repeat=args.repeat,
+                                      n=args.box, tile=args.tile, core=args.core, model=args.model,
+                                      sampler=args.sampler)
     text = json.dumps(results, indent=1)
     print(text)
     if args.json:
