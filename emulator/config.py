@@ -195,7 +195,8 @@ class TrainConfig:
         return sorted(k for k in mine if k not in RESUMABLE_FIELDS and mine[k] != theirs[k])
 
     def validation_settings(self):
-        """The GenerationSettings of the validation pass (a student's own sampler and steps)."""
+        """The GenerationSettings of the validation pass (a student's own sampler and steps),
+        which are also the model's default sampling (GenerationSettings.for_model)."""
         if self.distill_steps:
             return GenerationSettings(sampler="consistency", steps=self.distill_steps)
         return GenerationSettings(sampler=self.val_sampler, steps=self.val_steps)
@@ -205,9 +206,10 @@ class TrainConfig:
 class GenerationSettings:
     """How tiles are sampled (emulator.generate.generate_tiles).
 
-    sampler: a sampler of emulator.samplers.SAMPLERS. steps: its number of steps.
+    sampler: a sampler of emulator.samplers.SAMPLERS. steps: its number of steps. Either None:
+        the model's own (:meth:`for_model`), filled in when the model is known.
     sigma_schedule: noise levels of the steps, a key of emulator.schedule.SPACINGS (None: the
-        sampler's default, SAMPLER_SCHEDULES; stored resolved).
+        sampler's default, SAMPLER_SCHEDULES; stored resolved once the sampler is known).
     lr_consistency: None (the model's trained band, if any), or a fraction in (0, 1] of the LR
         Nyquist below which every x0 estimate takes the LR's modes.
     mass_conservation: the generated voxels of each tile hold the LR's mass there.
@@ -218,8 +220,8 @@ class GenerationSettings:
         the sampler's signature.
     """
 
-    sampler: str = "dpmpp-2m"
-    steps: int = 20
+    sampler: str | None = None
+    steps: int | None = None
     sigma_schedule: str | None = None
     lr_consistency: float | None = None
     mass_conservation: bool = True
@@ -227,16 +229,28 @@ class GenerationSettings:
     sampler_options: tuple = ()
 
     def __post_init__(self):
-        check_choice("sampler", self.sampler, SAMPLER_SCHEDULES)
-        check_int("steps", self.steps)
-        if self.sigma_schedule is None:
+        if self.sampler is not None:
+            check_choice("sampler", self.sampler, SAMPLER_SCHEDULES)
+        if self.steps is not None:
+            check_int("steps", self.steps)
+        if self.sigma_schedule is None and self.sampler is not None:
             object.__setattr__(self, "sigma_schedule", SAMPLER_SCHEDULES[self.sampler])
-        check_choice("sigma_schedule", self.sigma_schedule, SPACINGS)
+        if self.sigma_schedule is not None:
+            check_choice("sigma_schedule", self.sigma_schedule, SPACINGS)
         if self.lr_consistency is not None:
             check_number("lr_consistency", self.lr_consistency, 0.0, 1.0, open_low=True)
         options = self.sampler_options
         pairs = options.items() if isinstance(options, dict) else options
         object.__setattr__(self, "sampler_options", tuple(sorted((str(k), v) for k, v in pairs)))
+
+    def for_model(self, config):
+        """These settings with an unset sampler or steps taken from the model of TrainConfig
+        ``config``: a distilled student's consistency in its steps, a diffusion model's
+        validation sampler and steps (TrainConfig.validation_settings)."""
+        if self.sampler is not None and self.steps is not None:
+            return self
+        own = config.validation_settings()
+        return self.replace(sampler=self.sampler or own.sampler, steps=self.steps or own.steps)
 
     def to_dict(self):
         """Plain dict (JSON-ready) of every field."""

@@ -64,7 +64,9 @@ def sampling_plan(model, settings, tile=None):
     or None) of GenerationSettings ``settings`` for ``model``; InputError naming the setting of
     one the sampler does not take, and for a sampler that is not the model's kind (a distilled
     student samples only with ``consistency``, in at most its steps). Callers check settings
-    with it before they touch any output."""
+    with it before they touch any output. Unset sampler or steps are the model's
+    (GenerationSettings.for_model)."""
+    settings = settings.for_model(model.config)
     sample = SAMPLERS[settings.sampler]
     accepted = {name for name, p in inspect.signature(sample).parameters.items()
                 if p.kind is p.KEYWORD_ONLY} - CONTEXT_KEYWORDS

@@ -23,7 +23,7 @@ class DemoConfig:
     blocks per axis (even); the box side is ``blocks * core`` voxels at the model's training grid
     spacing, with HR particles one per voxel and LR particles at the model's LR resolution
     (``lr_spacing``, particles per side). ``model``: checkpoint file or directory. ``settings``:
-    how tiles are sampled (GenerationSettings). ``batch_size``: tiles per network batch.
+    how tiles are sampled (GenerationSettings; an unset sampler or steps: the model's own). ``batch_size``: tiles per network batch.
     ``sim_steps``: PM steps of the held-out pair."""
 
     model: str
@@ -59,7 +59,8 @@ def run_demo(config, comm=None):
     comm = world() if comm is None else comm
     rank = comm.Get_rank()
     model = load_model(find_model(config.model))
-    sampling_plan(model, config.settings)          # before minutes of simulation
+    settings = config.settings.for_model(model.config)
+    sampling_plan(model, settings)                 # before minutes of simulation
     out = Path(config.out_dir)
     grid = config.blocks * model.core
     box_size = grid * model.spacing
@@ -73,14 +74,13 @@ def run_demo(config, comm=None):
                    grid=grid, redshift=0.0, steps=config.sim_steps, z_init=49.0, cosmo=PLANCK18)
     idle_barrier(comm)                              # rank 0 simulates on every core
     _timed(f"upsample ({comm.Get_size()} MPI ranks)", timings, upsample, config.model, f"{pair}:lr", sr,
-           config.settings, seed=config.seed, batch_size=config.batch_size, force=True, comm=comm)
+           settings, seed=config.seed, batch_size=config.batch_size, force=True, comm=comm)
     if rank != 0:
         return None
     report = _timed("validate", timings, validate_files, f"{pair}:hr", [f"{sr}:sr"], str(out),
                     lr_spec=f"{pair}:lr", mas="cic", core=model.core, lr_transfer=model.lr_transfer)
     (out / "timings.json").write_text(json.dumps(timings, indent=1))
-    s = config.settings
-    print(f"\nbox {box_size:g} Mpc/h on {grid}^3, seed {config.seed}, {s.sampler} {s.steps} steps, "
+    print(f"\nbox {box_size:g} Mpc/h on {grid}^3, seed {config.seed}, {settings.sampler} {settings.steps} steps, "
           f"tile {model.tile} core {model.core}")
     print(summary_table(report))
     seam = report.get("seam", {})

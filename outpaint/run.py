@@ -275,8 +275,9 @@ def upsample_box(model, lr_spec, out_path, settings=GenerationSettings(), *, til
                  timings=None):
     """Outpaint the LR box ``lr_spec`` (FILE[:DATASET], default dataset ``lr``) into dataset
     ``sr`` (1, n, n, n) of ``out_path`` with the model checkpoint ``model`` (file or directory)
-    sampling per GenerationSettings ``settings``; collective over ``comm`` (default
-    COMM_WORLD). Returns ``out_path``.
+    sampling per GenerationSettings ``settings`` (an unset sampler or steps: the model's own,
+    GenerationSettings.for_model); collective over ``comm`` (default COMM_WORLD). Returns
+    ``out_path``.
 
     tile, core [voxels]: default the model's. seed: global seed; tile i draws its noise from
     ``tile_seed(seed, i)``. batch_size: tiles per generator call (and per progress record); None:
@@ -298,6 +299,7 @@ def upsample_box(model, lr_spec, out_path, settings=GenerationSettings(), *, til
     if model is not None:
         model_name = os.path.abspath(find_model(model))
         loaded = load_model(model_name, device=device_for_rank(comm))
+        settings = settings.for_model(loaded.config)
         sampling_plan(loaded, settings)
     elif tile_generator is None:
         raise InputError("model", "a model checkpoint is required")

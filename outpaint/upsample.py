@@ -26,7 +26,8 @@ def upsample(model, lr_spec, out_path, settings=GenerationSettings(), *, seed=0,
              batch_size=None, tile=None, core=None, resume=False, force=False, comm=None):
     """Emulate the HR overdensity of the LR box ``lr_spec`` (FILE[:DATASET], default dataset
     ``lr``) into ``out_path`` with the model checkpoint ``model`` (file or directory) sampling per
-    GenerationSettings ``settings``; collective over ``comm`` (default COMM_WORLD).
+    GenerationSettings ``settings`` (an unset sampler or steps: the model's own,
+    GenerationSettings.for_model); collective over ``comm`` (default COMM_WORLD).
 
     seed: global seed (sample k of a one-tile box draws its noise from ``tile_seed(seed + k, 0)``,
     tile i of an outpainted box from ``tile_seed(seed, i)``). samples: independent samples of a
@@ -41,6 +42,7 @@ def upsample(model, lr_spec, out_path, settings=GenerationSettings(), *, seed=0,
         check_int("batch_size", batch_size)
     path = os.path.abspath(find_model(model))
     loaded = load_model(path, device=device_for_rank(comm))
+    settings = settings.for_model(loaded.config)
     tile, core = check_model_tile(loaded, tile, core)
     source = open_lr(lr_spec, loaded)
     if source.n > tile:

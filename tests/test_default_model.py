@@ -15,7 +15,7 @@ from sims.pairs import simulate_pair
 
 PATH = os.path.join(DEFAULT_MODEL, MODEL_FILE)
 STUDENT = os.path.join(DEFAULT_MODEL, STUDENT_FILE)
-SAMPLING = {PATH: GenerationSettings(steps=5), STUDENT: GenerationSettings(sampler="consistency", steps=2)}
+SAMPLING = {PATH: GenerationSettings("dpmpp-2m", 5), STUDENT: GenerationSettings(sampler="consistency", steps=2)}
 """Each packaged model with the sampling of its model card."""
 
 

@@ -149,6 +149,8 @@ def test_a_distilled_student_learns_its_teacher_and_samples_in_its_steps(data_di
     out = generate_tiles(student, GenerationSettings(sampler="consistency", steps=1), lr, known, mask, [5, 6])
     assert np.isfinite(out).all() and np.array_equal(out[mask], known[mask])
     assert not np.array_equal(out[0], out[1])
+    # unset sampler and steps are the student's own: the same samples
+    assert np.array_equal(generate_tiles(student, GenerationSettings(), lr, known, mask, [5, 6]), out)
     with pytest.raises(InputError, match="sampler: this model is a student distilled to 1 step"):
         sampling_plan(student, GenerationSettings(sampler="dpmpp-2m", steps=1))
     with pytest.raises(InputError, match="steps: .*1 to 1 steps, not 2"):

@@ -152,7 +152,14 @@ def test_generation_settings_are_checked():
         with pytest.raises(InputError, match=f"^{setting}: "):
             GenerationSettings(**bad)
     assert GenerationSettings("ddpm").sigma_schedule == "trained"
-    assert GenerationSettings().sigma_schedule == "karras"
+    assert GenerationSettings("dpmpp-2m").sigma_schedule == "karras"
+    unset = GenerationSettings(lr_consistency=0.25)          # sampler and steps: the model's own
+    assert unset.sampler is None and unset.steps is None and unset.sigma_schedule is None
+    own = unset.for_model(model.config.replace(val_sampler="ddim", val_steps=7))
+    assert own == GenerationSettings("ddim", 7, lr_consistency=0.25) and own.sigma_schedule == "karras"
+    assert GenerationSettings(steps=3).for_model(model.config) == GenerationSettings("dpmpp-2m", 3)
+    student = model.config.replace(init_from="t.pt", distill_steps=2)
+    assert GenerationSettings().for_model(student) == GenerationSettings("consistency", 2)
     with pytest.raises(InputError, match="^sampler_options: dpmpp-2m takes"):
         generate_tiles(model, GenerationSettings(sampler_options={"eta": 1.0}), lr, None, None, [0])
     with pytest.raises(ValueError, match="seeds"):

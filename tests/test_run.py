@@ -30,7 +30,7 @@ pytestmark = pytest.mark.mpi
 MPIEXEC = Path(sys.executable).parent / "mpiexec"
 JOB = Path(__file__).with_name("outpaint_job.py")
 N, TILE, CORE, SEED, BATCH = 32, 16, 8, 1, 3
-ONE_STEP = GenerationSettings(steps=1)
+ONE_STEP = GenerationSettings("dpmpp-2m", 1)
 
 
 def mpirun(ranks, *args, abort_script=True):
@@ -70,7 +70,7 @@ def logged_seeds(directory):
 
 
 def run_in_process(lr, out, tile_generator=stand_in, **kw):
-    opts = dict(settings=GenerationSettings(steps=2), tile=TILE, core=CORE, seed=SEED, batch_size=BATCH,
+    opts = dict(settings=GenerationSettings("dpmpp-2m", 2), tile=TILE, core=CORE, seed=SEED, batch_size=BATCH,
                 tile_generator=tile_generator)
     return upsample_box(None, lr, out, **{**opts, **kw})
 
@@ -395,7 +395,7 @@ def tiny_case(tiny_model, tmp_path_factory):
     """A 32^3 LR box (4 blocks per axis: 64 tiles) and its one-rank outpainting with the tiny model."""
     directory = tmp_path_factory.mktemp("tiny")
     lr = write_lr(directory / "lr.h5", lognormal(N, 5), N * SPACING)
-    upsample_box(tiny_model, lr, directory / "one.h5", GenerationSettings(steps=2), seed=SEED, batch_size=4)
+    upsample_box(tiny_model, lr, directory / "one.h5", GenerationSettings("dpmpp-2m", 2), seed=SEED, batch_size=4)
     return lr, read_sr(directory / "one.h5")
 
 

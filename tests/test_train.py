@@ -266,7 +266,7 @@ def test_a_briefly_trained_residual_band_model_keeps_what_the_lr_knows(data_dir,
           str(tmp_path), progress=False)
     model = load_model(tmp_path / "model.pt")
     held_out = read_pair_box(os.path.join(data_dir, "pair1.h5"))     # the validation pair
-    sr = generate_tiles(model, GenerationSettings(steps=10), held_out.lr[None], None, None, [7])[0]
+    sr = generate_tiles(model, GenerationSettings("dpmpp-2m", 10), held_out.lr[None], None, None, [7])[0]
     k, r_sr = correlation(sr, held_out.hr, BOX)
     _, r_lr = correlation(held_out.lr, held_out.hr, BOX)
     low = k < 0.5 * np.pi / model.lr_spacing

@@ -42,15 +42,20 @@ class StrictParser(argparse.ArgumentParser):
         raise InputError(self.prog, message)
 
 
-def add_generation_flags(p, defaults=GenerationSettings()):
+def add_generation_flags(p):
     """The flags of emulator.config.GenerationSettings (upsample and demo)."""
+    defaults = GenerationSettings()
     p.add_argument("--sampler", default=defaults.sampler,
                    help="Sampler: ddpm (the reference's ancestral sampler), ddim, dpmpp-2m, "
                         "dpmpp-2m-sde or heun; consistency for a distilled student (emulator "
-                        "train --distill-steps), which takes no other.")
+                        "train --distill-steps), which takes no other. Default: the model's own "
+                        "(a student's consistency; a diffusion model's validation sampler, "
+                        "dpmpp-2m unless trained with another --val-sampler).")
     p.add_argument("--steps", type=int, default=defaults.steps,
                    help="Sampler steps (heun makes 2 network evaluations per step but the last; "
-                        "ddpm with 2000 steps is the reference baseline).")
+                        "ddpm with 2000 steps is the reference baseline). Default: the model's own "
+                        "(a student's distilled steps; a diffusion model's --val-steps, 20 unless "
+                        "trained with others).")
     p.add_argument("--sigma-schedule", default=None,
                    help="Noise levels of the steps: karras, logsnr or trained (default: trained "
                         "for ddpm, karras otherwise).")

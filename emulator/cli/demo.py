@@ -3,12 +3,7 @@
 import argparse
 
 from emulator.cli import add_generation_flags, generation_settings
-from emulator.config import DEFAULT_MODEL, STUDENT_FILE, GenerationSettings
-
-DEMO_SETTINGS = GenerationSettings(sampler="consistency", steps=2)
-"""The demo's sampling: the packaged student in its two steps (the setting of its held-out figures
-in the model card). The default model itself: ``--model`` its directory ``--sampler dpmpp-2m
---steps 5``."""
+from emulator.config import DEFAULT_MODEL, STUDENT_FILE
 
 
 def add_parser(subparsers):
@@ -28,7 +23,7 @@ def add_parser(subparsers):
                    help="Outpainting blocks per box side (even); the box is blocks x core voxels "
                         "(4: 64 tiles of 32^3; 2: a single tile, no outpainting).")
     p.add_argument("--seed", type=int, default=90210, help="Seed of the held-out pair and of sampling.")
-    add_generation_flags(p, DEMO_SETTINGS)
+    add_generation_flags(p)
     p.add_argument("--batch", dest="batch_size", type=int, default=4, help="Tiles per network batch.")
     p.set_defaults(run=run)
 
