@@ -5,11 +5,13 @@ drawn from ``--seed``; a box of exactly one tile gives one crop) are generated f
 by every model of ``--model`` with every sampler at every NFE it accepts (network evaluations per
 sample; converted to steps with ``emulator.samplers.evaluations``: heun makes 2N - 1 of them in N
 steps, so it gets the most steps that fit; a distilled student samples only with ``consistency``,
-in at most its distilled steps, and a diffusion model never with it), over ``--seeds`` seeds, with and without the LR-consistent band replacement. Every
-sample is measured twice: as generated (mass off) and with its mass set to the LR's
-(``emulator.generate.conserve_mass``, mass on; free of network cost). The baseline is the first model's ``ddpm``
-over ``--baseline-steps`` trained levels without LR consistency (the reference's method), sampled
-with the same seeds (give a student's teacher first: its baseline is the teacher's); mass-on rows compare with the mass-on baseline. Per configuration, with P
+in at most its distilled steps, and a diffusion model never with it), over ``--seeds`` seeds,
+with and without the LR-consistent band replacement. Every sample is measured twice: as
+generated (mass off) and with its mass set to the LR's (``emulator.generate.conserve_mass``,
+mass on; free of network cost). The baseline is the first model's ``ddpm`` over
+``--baseline-steps`` trained levels without LR consistency (the reference's method), sampled
+with the same seeds (give a student's teacher first: its baseline is the teacher's); mass-on
+rows compare with the mass-on baseline. Per configuration, with P
 the mean over crops and seeds of each sample's P(k), sigma the seed scatter of P (standard
 deviation over seeds, pooled over crops: a single sample's scatter, not that of the mean) and
 k_Nyq = pi / HR spacing:
@@ -183,8 +185,9 @@ def run_benchmark(models, lr, hr, samplers, nfes, lr_modes, n_seeds, baseline_st
                     settings = GenerationSettings(sampler, steps, lr_consistency=fraction, bf16=bf16)
                     if accepts(candidate, settings):
                         configs.append((label, settings))
-    for label, settings in {label: settings for label, settings in reversed(configs)}.items():
-        generate_tiles(models[label], settings.replace(steps=1), lr[:batch], None, None,   # warm-up
+    first_of_each = {label: settings for label, settings in reversed(configs)}
+    for label, settings in first_of_each.items():                  # warm up every model once
+        generate_tiles(models[label], settings.replace(steps=1), lr[:batch], None, None,
                        range(min(batch, len(lr))), batch)
     bar = tqdm(total=sum(evaluations(s.sampler, s.steps) for _, s in configs) * len(lr) * n_seeds, unit="eval")
     rows, base = [], {}
@@ -265,8 +268,8 @@ def main(argv=None):
         samplers, nfes, modes = checked_lists(args)
         device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
         models = {}
-        for path in args.model:
-            models[model_label(find_model(path))] = load_model(find_model(path), device)
+        for path in map(find_model, args.model):
+            models[model_label(path)] = load_model(path, device)
         model = next(iter(models.values()))
         if model.config.distill_steps:
             raise InputError("--model", f"{args.model[0]} is a distilled student: give its teacher first, "
