@@ -139,8 +139,8 @@ def main(argv=None):
     p.add_argument("--train-pairs", nargs="*", default=[],
                    help="Training pair files for T(k) when the model does not carry it.")
     p.add_argument("--samples", type=int, default=2, help="Outpainted samples per box and model.")
-    p.add_argument("--sampler", default="dpmpp-2m")
-    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--sampler", default=None, help="Default: each model's own (GenerationSettings.for_model).")
+    p.add_argument("--steps", type=int, default=None, help="Default: each model's own.")
     p.add_argument("--batch", type=int, default=8, help="Tiles per network batch.")
     p.add_argument("--json", default=None, help="Write every figure to this JSON file.")
     args = p.parse_args(argv)
@@ -174,8 +174,9 @@ def main(argv=None):
     rows = {name: figures(c, k_lr) for name, c in combined.items()}
     for label, values in seconds.items():
         rows[label]["s/tile"] = float(np.mean(values))
-    print(f"{len(args.pairs)} held-out box(es), {args.samples} sample(s) each, {args.sampler} "
-          f"{args.steps} steps; LR particle Nyquist {k_lr:.2f} h/Mpc")
+    sampling = f"{args.sampler} {args.steps} steps" if args.sampler and args.steps else "the model's own sampling"
+    print(f"{len(args.pairs)} held-out box(es), {args.samples} sample(s) each, {sampling}; "
+          f"LR particle Nyquist {k_lr:.2f} h/Mpc")
     print_tables(rows, combined, k_lr)
     if args.json:
         write_report(jsonable({"args": vars(args), "rows": rows, "combined": combined}), args.json)

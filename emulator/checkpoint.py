@@ -10,8 +10,9 @@ Metadata: the resolved ``TrainConfig`` (U-Net preset + overrides, tile and core 
 prediction type, ...), the resolved ``UNetConfig``, the HR grid spacing ``spacing`` = box_size / n
 [Mpc/h] of the training data, the LR's resolution ``lr_spacing`` = box_size / (LR particles per
 side, or LR grid where unrecorded) [Mpc/h], the normalisation, the formulation (what the network
-generates, emulator.formulation) and the LR transfer function T(k) of the training pairs (the
-"linear emulator" baseline; None in older checkpoints). A checkpoint older than formulations is a
+generates, emulator.formulation), the LR transfer function T(k) of the training pairs (the
+"linear emulator" baseline; None in older checkpoints) and the void map of the model's own output
+(outpaint.calibrate; None until fitted). A checkpoint older than formulations is a
 palette model; one whose formulation disagrees with its configuration is refused.
 No pickled code: everything is tensors and plain Python values, read with ``weights_only=True``.
 """
@@ -35,10 +36,28 @@ FORMAT = "cosmo-sr-emulator checkpoint"
 VERSION = 1
 
 
+def checked_void_map(void_map, source):
+    """A checkpoint's void map (None, or a dict with points "x" increasing and "y" non-decreasing,
+    finite overdensities >= -1 of one length), or InputError naming ``source``."""
+    if void_map is None:
+        return None
+    try:
+        x, y = np.asarray(void_map["x"], dtype=float), np.asarray(void_map["y"], dtype=float)
+    except (KeyError, TypeError, ValueError) as err:
+        raise InputError(source, f"void_map must hold lists 'x' and 'y' ({err})") from err
+    if not (x.ndim == 1 and x.shape == y.shape and x.size >= 2 and np.all(np.isfinite(x))
+            and np.all(np.isfinite(y)) and np.all(np.diff(x) > 0) and np.all(np.diff(y) >= 0)
+            and x[0] >= -1 and y[0] >= -1):
+        raise InputError(source, "void_map points must be finite overdensities >= -1, x increasing "
+                                 "and y non-decreasing, of one length")
+    return void_map
+
+
 @dataclass(frozen=True)
 class ModelMeta:
     """What a checkpoint carries besides weights: config, grid spacings [Mpc/h], normalisation,
-    formulation, LR transfer function ({"k": [h/Mpc], "t": [...]} or None)."""
+    formulation, LR transfer function ({"k": [h/Mpc], "t": [...]} or None), void map ({"x": [...],
+    "y": [...]} overdensities, sims.stats.fit_void_map, or None)."""
 
     config: TrainConfig
     spacing: float
@@ -46,6 +65,7 @@ class ModelMeta:
     normalization: Normalization
     formulation: Formulation | None = None
     lr_transfer: dict | None = None
+    void_map: dict | None = None
 
     def __post_init__(self):
         c = self.config
@@ -60,7 +80,8 @@ class ModelMeta:
         return {"format": FORMAT, "version": VERSION, "config": self.config.to_dict(),
                 "unet": net_config.to_dict(), "spacing": float(self.spacing),
                 "lr_spacing": float(self.lr_spacing), "normalization": self.normalization.to_dict(),
-                "formulation": self.formulation.to_dict(), "lr_transfer": self.lr_transfer}
+                "formulation": self.formulation.to_dict(), "lr_transfer": self.lr_transfer,
+                "void_map": self.void_map}
 
     @classmethod
     def from_dict(cls, d, source):
@@ -70,7 +91,7 @@ class ModelMeta:
                        lr_spacing=float(d["lr_spacing"]),
                        normalization=Normalization.from_dict(d["normalization"]),
                        formulation=Formulation.from_dict(d.get("formulation")),
-                       lr_transfer=d.get("lr_transfer"))
+                       lr_transfer=d.get("lr_transfer"), void_map=checked_void_map(d.get("void_map"), source))
         except InputError:
             raise
         except KeyError as err:
@@ -175,7 +196,8 @@ class LoadedModel:
 
     config: TrainConfig of the run (its ``schedule`` is the training schedule); normalization:
     field transform (``forward(delta)``, ``inverse(x)``); formulation: what ``net`` generates
-    (emulator.formulation); lr_transfer: T(k) of the training pairs or None; spacing: HR grid spacing, lr_spacing: LR
+    (emulator.formulation); lr_transfer: T(k) of the training pairs or None; void_map: the map of
+    generated underdense voxels (outpaint.calibrate) or None; spacing: HR grid spacing, lr_spacing: LR
     resolution (see :class:`emulator.data.PairBox`), both [Mpc/h] of the training data.
     """
 
@@ -184,6 +206,7 @@ class LoadedModel:
     normalization: Normalization
     formulation: Formulation
     lr_transfer: dict | None
+    void_map: dict | None
     device: torch.device
     spacing: float
     lr_spacing: float
@@ -213,7 +236,7 @@ def loaded_model(meta, ema, device):
     """A :class:`LoadedModel` around an EMA module already holding its weights."""
     ema = ema.to(device).eval().requires_grad_(False)
     return LoadedModel(net=ema, config=meta.config, normalization=meta.normalization, formulation=meta.formulation,
-                       lr_transfer=meta.lr_transfer, device=torch.device(device),
+                       lr_transfer=meta.lr_transfer, void_map=meta.void_map, device=torch.device(device),
                        spacing=meta.spacing, lr_spacing=meta.lr_spacing)
 
 

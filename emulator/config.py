@@ -213,6 +213,8 @@ class GenerationSettings:
     lr_consistency: None (the model's trained band, if any), or a fraction in (0, 1] of the LR
         Nyquist below which every x0 estimate takes the LR's modes.
     mass_conservation: the generated voxels of each tile hold the LR's mass there.
+    void_map: the generated underdense voxels go through the model's void map when it has one
+        (outpaint.calibrate; before mass conservation).
     bf16: bf16 autocast of the network where the device computes bf16 natively (a CUDA GPU; a
         CPU with avx512_bf16 or AMX), float32 elsewhere (emulator.generate.native_bf16).
     sampler_options: further keywords of the sampler (eta, s_churn, s_noise, ...), as sorted
@@ -225,6 +227,7 @@ class GenerationSettings:
     sigma_schedule: str | None = None
     lr_consistency: float | None = None
     mass_conservation: bool = True
+    void_map: bool = True
     bf16: bool = True
     sampler_options: tuple = ()
 

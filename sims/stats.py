@@ -389,6 +389,53 @@ def pdf(fields, nbins=60, floor=1e-3):
     return edges, np.array([np.histogram(x, bins=edges, density=True)[0] for x in logs])
 
 
+VOID_MAP_POINTS = 1025
+"""Points of a fitted void map (quantiles of the underdense voxels)."""
+
+
+def fit_void_map(pairs, below=0.0, points=VOID_MAP_POINTS):
+    """Quantile map of a predictor's underdense voxels onto the truth's, fitted on training pairs.
+
+    Quantile mapping (Panofsky & Brier 1968; the bias correction of Maraun 2013, J. Climate 26,
+    2137, eq. 1): x -> F_truth^-1(F_pred(x)), with F the one-point CDFs of the voxels pooled
+    over ``pairs`` (an iterable of (predicted, truth) cubic overdensity fields, a pair's two of
+    one shape). Only values below ``below`` are mapped; two factors on 1 + y then tie the map to the
+    fields: one makes it end at ``below`` (continuous with the identity above it), one keeps the
+    predicted underdense voxels' mass (sum of 1 + delta) over the pairs, so the map moves matter
+    within the voids and leaves the dense structures, which hold the power spectrum, as they are.
+
+    Returns ``(x, y)`` float64 points (x increasing, y non-decreasing) for :func:`apply_void_map`.
+    """
+    predicted, truth = [], []
+    for i, (pred, true) in enumerate(pairs):
+        pred, true = check_pair(pred, true, (f"pairs[{i}] predicted", f"pairs[{i}] truth"))
+        predicted.append(pred.ravel())
+        truth.append(true.ravel())
+    if not predicted:
+        raise InputError("pairs", "need at least one (predicted, truth) pair to fit a void map")
+    predicted, truth = np.concatenate(predicted), np.concatenate(truth)
+    fraction = float(np.mean(predicted < below))
+    if fraction == 0:
+        raise InputError("pairs", f"no predicted voxel lies below delta = {below}")
+    probabilities = fraction * np.linspace(0.0, 1.0, int(points))
+    x, first = np.unique(np.quantile(predicted, probabilities), return_index=True)
+    if len(x) < 2:
+        raise InputError("pairs", f"the predicted voxels below delta = {below} take a single value")
+    y = np.quantile(truth, probabilities)[first]
+    y = (1 + y) * (1 + below) / (1 + y[-1]) - 1                 # ends at `below`
+    voids = predicted[predicted < below]
+    y = (1 + y) * np.sum(1 + voids) / np.sum(1 + np.interp(voids, x, y)) - 1     # void mass kept
+    return x, y
+
+
+def apply_void_map(field, x, y):
+    """``field`` (an overdensity array) with its values below x[-1] mapped through the points
+    ``(x, y)`` of :func:`fit_void_map` (linear interpolation; y[0] below x[0]) and the others
+    unchanged; float32."""
+    field = np.asarray(field, dtype=np.float32)
+    return np.where(field < x[-1], np.interp(field, x, y), field).astype(np.float32)
+
+
 @dataclass(frozen=True)
 class SeamStatistic:
     """Per axis (x, y, z): ``ratio`` of the mean squared finite difference across tile-boundary

@@ -1,4 +1,5 @@
 import copy
+import dataclasses
 import json
 import random
 
@@ -162,3 +163,18 @@ def test_a_bad_network_setting_is_an_input_error_naming_it(changes, source):
     """unet3d raises its own ConfigError; the checkpoint module maps it to the user's setting."""
     with pytest.raises(InputError, match=source):
         build_net(make_meta().config.replace(**changes))
+
+
+def test_void_map_round_trips_and_a_broken_one_names_the_file(tmp_path):
+    meta = make_meta()
+    _, ema, _ = trained_modules(meta)
+    void_map = {"x": [-1.0, -0.5, 0.0], "y": [-1.0, -0.7, -0.02], "source": "test"}
+    good, bad = tmp_path / "good.pt", tmp_path / "bad.pt"
+    save_inference_model(good, dataclasses.replace(meta, void_map=void_map), ema)
+    assert load_model(good).void_map == void_map
+    save_inference_model(tmp_path / "none.pt", meta, ema)
+    assert load_model(tmp_path / "none.pt").void_map is None
+    save_inference_model(bad, dataclasses.replace(meta, void_map={"x": [-1.0, -0.5], "y": [-0.5, -1.0]}), ema)
+    with pytest.raises(InputError, match="bad.pt") as err:
+        load_model(bad)
+    assert "non-decreasing" in str(err.value)

@@ -1,4 +1,5 @@
 """Tile generation (emulator.generate)."""
+import dataclasses
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ from emulator import generate as generate_module
 from emulator.generate import conserve_mass, generate_tiles, native_bf16
 from emulator.normalization import Normalization
 from sims.errors import InputError
+from sims.stats import apply_void_map
 
 NORM = Normalization(shift=0.1, scale=0.6, upper=6.0)
 
@@ -198,3 +200,25 @@ def test_bf16_changes_a_sample_by_round_off_only_and_only_where_native():
         np.testing.assert_array_equal(bf16, fp32)
         return
     assert 0 < np.abs(bf16 - fp32).max() < 0.1 * np.abs(other - fp32).max()
+
+
+def test_void_map_sends_the_generated_voxels_through_the_map_before_mass_conservation():
+    """A model with a void map generates the tiles of the same model without it, with every
+    generated voxel mapped (sims.stats.apply_void_map) and the known voxels untouched; the setting
+    void_map=False gives the unmapped tiles."""
+    plain = tiny_model()
+    void_map = {"x": [-1.0, -0.6, 0.0], "y": [-1.0, -0.9, -0.1]}
+    mapped_model = dataclasses.replace(plain, void_map=void_map)
+    lr, known = lognormal_tiles(3, 2), lognormal_tiles(4, 2)
+    mask = np.zeros(lr.shape, dtype=bool)
+    mask[:, :4] = True
+    settings = GenerationSettings("dpmpp-2m", 3, mass_conservation=False)
+    before = generate_tiles(plain, settings, lr, known, mask, [1, 2])
+    after = generate_tiles(mapped_model, settings, lr, known, mask, [1, 2])
+    expected = np.where(mask, known, apply_void_map(before, void_map["x"], void_map["y"]))
+    np.testing.assert_array_equal(after, expected)
+    assert np.any((before < 0) & ~mask) and not np.array_equal(after, before)
+    off = generate_tiles(mapped_model, settings.replace(void_map=False), lr, known, mask, [1, 2])
+    np.testing.assert_array_equal(off, before)
+    conserved = generate_tiles(mapped_model, settings.replace(mass_conservation=True), lr, known, mask, [1, 2])
+    np.testing.assert_allclose(conserved, conserve_mass(expected, lr, mask), rtol=1e-6, atol=1e-6)

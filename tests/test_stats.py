@@ -385,3 +385,34 @@ def test_bad_inputs_raise_input_error():
         stats.power_spectrum(good, -1.0)
     with pytest.raises(InputError, match="mass assignment"):
         stats.power_spectrum(good, 10.0, mas="pcs")
+
+
+def test_void_map_recovers_a_monotone_transform_of_the_voids_up_to_their_mass():
+    """Truth = prediction with 1 + delta squared where delta < 0 (a monotone map of the voids onto
+    emptier ones): the fitted map sends each predicted void voxel to its truth up to the one
+    factor on 1 + delta that keeps the voids' mass, and leaves delta >= 0 as it is."""
+    pred = (np.exp(0.8 * white_noise(32, 1.0, seed=25) - 0.32) - 1).astype(np.float32)
+    truth = np.where(pred < 0, (1 + pred) ** 2 - 1, pred).astype(np.float32)
+    x, y = stats.fit_void_map([(pred, truth)])
+    mapped = stats.apply_void_map(pred, x, y)
+    voids = pred < 0
+    assert mapped.dtype == np.float32 and np.array_equal(mapped[~voids], pred[~voids])
+    np.testing.assert_allclose(np.sum(1 + mapped[voids], dtype=np.float64),
+                               np.sum(1 + pred[voids], dtype=np.float64), rtol=1e-5)
+    factor = (1 + mapped[voids]) / (1 + truth[voids])
+    dense_voids = voids & (truth > -0.9)           # away from 1 + delta = 0, where ratios are noise
+    np.testing.assert_allclose(factor[dense_voids[voids]], np.median(factor), rtol=0.01)
+    assert abs(np.median(factor) - 1) > 0.05      # the mass factor is not trivially 1 here
+    assert np.all(np.diff(x) > 0) and np.all(np.diff(y) >= 0)
+
+
+def test_void_map_rejects_bad_input():
+    good = white_noise(8, 1.0, seed=26)
+    with pytest.raises(InputError, match="at least one"):
+        stats.fit_void_map([])
+    with pytest.raises(InputError, match="no predicted voxel"):
+        stats.fit_void_map([(np.abs(good), good)])
+    with pytest.raises(InputError, match="single value"):
+        stats.fit_void_map([(np.full_like(good, -0.5), good)])
+    with pytest.raises(InputError, match="truth"):
+        stats.fit_void_map([(good, good[:4, :4, :4])])

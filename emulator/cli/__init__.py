@@ -26,12 +26,13 @@ from sims.errors import InputError, one_line
 from sims.h5io import COMMAND_LINE
 from sims.outputs import check_writable
 
-OUTPUTS = {"ingest": (("out", False),), "upsample": (("out", False),), "simulate": (("out", True),),
+OUTPUTS = {"ingest": (("out", False),), "upsample": (("out", False),), "calibrate": (("out", False),),
+           "simulate": (("out", True),),
            "train": (("out", True),), "validate": (("out", True),), "demo": (("out", True),),
            "jobs": (("out", False), ("log_dir", True))}
 """(argument, is a folder) of every path a command writes, checked before the command runs."""
 
-SUBCOMMANDS = ("jobs", "ingest", "train", "simulate", "upsample", "validate", "demo")
+SUBCOMMANDS = ("jobs", "ingest", "train", "simulate", "upsample", "calibrate", "validate", "demo")
 
 
 class StrictParser(argparse.ArgumentParser):
@@ -43,7 +44,7 @@ class StrictParser(argparse.ArgumentParser):
 
 
 def add_generation_flags(p):
-    """The flags of emulator.config.GenerationSettings (upsample and demo)."""
+    """The flags of emulator.config.GenerationSettings (upsample, calibrate and demo)."""
     defaults = GenerationSettings()
     p.add_argument("--sampler", default=defaults.sampler,
                    help="Sampler: ddpm (the reference's ancestral sampler), ddim, dpmpp-2m, "
@@ -66,6 +67,9 @@ def add_generation_flags(p):
                    default=defaults.mass_conservation,
                    help="Rescale the generated voxels of every tile to hold the LR's mass there "
                         "(dark-matter mass is conserved between the LR and HR runs).")
+    p.add_argument("--void-map", action=argparse.BooleanOptionalAction, default=defaults.void_map,
+                   help="Map the generated underdense voxels through the model's void map (fitted "
+                        "by 'emulator calibrate'; models without one are unaffected).")
     p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=defaults.bf16,
                    help="Run the network under bf16 autocast where the device computes bf16 "
                         "natively (CUDA GPUs; CPUs with avx512_bf16 or AMX; float32 elsewhere): "
@@ -76,7 +80,8 @@ def generation_settings(args):
     """The GenerationSettings of the flags of :func:`add_generation_flags`."""
     return GenerationSettings(sampler=args.sampler, steps=args.steps, sigma_schedule=args.sigma_schedule,
                               lr_consistency=args.lr_consistency,
-                              mass_conservation=args.mass_conservation, bf16=args.bf16)
+                              mass_conservation=args.mass_conservation, void_map=args.void_map,
+                              bf16=args.bf16)
 
 
 def flag_names(parser):

@@ -1,0 +1,108 @@
+"""``emulator calibrate`` (outpaint.calibrate): the void map of a model fitted on its own
+outpainted training boxes, on one rank and under mpiexec, and its refusals."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from conftest import write_tiny_checkpoint
+from emulator.checkpoint import load_model
+from emulator.cli import main
+from emulator.config import GenerationSettings
+from outpaint.calibrate import work_path
+from outpaint.run import upsample_box
+from sims.h5io import read_field
+from sims.pairfile import write_pair
+from sims.stats import fit_void_map
+
+MPIEXEC = Path(sys.executable).parent / "mpiexec"
+FLAGS = ["--sampler", "dpmpp-2m", "--steps", "1", "--batch", "8", "--seed", "3"]
+
+
+def lognormal(seed, n=32, sigma=0.8):
+    g = np.random.default_rng(seed).normal(size=(n, n, n))
+    return (np.exp(sigma * g - sigma ** 2 / 2) - 1).astype(np.float32)
+
+
+@pytest.fixture
+def setup(tmp_path):
+    """A tiny model of tile 16 (core 8) and spacing 2 Mpc/h, and 2 training pairs of 32^3 voxels."""
+    model = write_tiny_checkpoint(tmp_path / "tiny.pt", tile=16, core=8, spacing=2.0)
+    data = tmp_path / "train"
+    data.mkdir()
+    for i in range(2):
+        write_pair(data / f"box_{i}.h5", lognormal(10 + i, sigma=0.5), lognormal(20 + i), box_size=64.0,
+                   redshift=0.0, cosmology={})
+    return model, data
+
+
+def test_calibrate_stores_the_void_map_of_the_models_own_outpainting(tmp_path, setup):
+    model, data = setup
+    out = tmp_path / "calibrated.pt"
+    assert main(["calibrate", "--model", str(model), "--data", str(data), "--out", str(out), "--boxes", "2",
+                 *FLAGS]) == 0
+    assert not os.path.exists(work_path(out))
+    # independently: the same outpainting by upsample, and the fit on it
+    fields = []
+    for i in range(2):
+        sr = tmp_path / f"sr_{i}.h5"
+        upsample_box(str(model), f"{data}/box_{i}.h5:lr", str(sr), GenerationSettings("dpmpp-2m", 1), seed=3,
+                     batch_size=8)
+        fields.append((read_field(f"{sr}:sr", index=0).data, read_field(f"{data}/box_{i}.h5:hr").data))
+    x, y = fit_void_map(fields)
+    stored = load_model(out).void_map
+    np.testing.assert_allclose(stored["x"], x, rtol=1e-6)
+    np.testing.assert_allclose(stored["y"], y, rtol=1e-6)
+    assert load_model(model).void_map is None
+    assert main(["calibrate", "--model", str(model), "--data", str(data), "--out", str(out), *FLAGS]) == 2
+    assert main(["calibrate", "--model", str(model), "--data", str(data), "--out", str(out), "--boxes", "3",
+                 "--force", *FLAGS]) == 2                       # only 2 pairs: refused before anything
+    assert np.allclose(load_model(out).void_map["x"], x)
+
+
+def test_calibrate_resumes_its_own_work_only(tmp_path, setup):
+    """A finished outpainted box in the work folder is used as it is when the inputs match (here
+    replaced by half of itself, whose map differs), and outpainted anew when they do not."""
+    model, data = setup
+    out = tmp_path / "calibrated.pt"
+    args = ["calibrate", "--model", str(model), "--data", str(data), "--out", str(out), *FLAGS]
+    assert main(args) == 0
+    reference = load_model(out).void_map
+    work = Path(work_path(out))
+    work.mkdir()
+    sr = work / "box_0000.h5"
+    upsample_box(str(model), f"{data}/box_0.h5:lr", str(sr), GenerationSettings("dpmpp-2m", 1), seed=3,
+                 batch_size=8)
+    inputs = {"model": str(model.resolve()), "pairs": [str((data / "box_0.h5").resolve())], "seed": 3,
+              "generation": GenerationSettings("dpmpp-2m", 1).replace(void_map=False).to_dict()}
+    (work / "inputs.json").write_text(json.dumps(inputs))
+    with h5py.File(sr, "r+") as f:
+        f["sr"][...] = 0.5 * f["sr"][...]
+        halved = f["sr"][0]
+    assert main(args + ["--force"]) == 0 and not work.exists()
+    x, y = fit_void_map([(halved, read_field(f"{data}/box_0.h5:hr").data)])
+    np.testing.assert_allclose(load_model(out).void_map["x"], x, rtol=1e-6)
+    assert len(x) != len(reference["x"]) or not np.allclose(x, reference["x"])
+    work.mkdir()
+    (work / "inputs.json").write_text("{}")                      # another calibration's leftovers
+    assert main(args + ["--force"]) == 0
+    np.testing.assert_allclose(load_model(out).void_map["y"], reference["y"])
+
+
+@pytest.mark.mpi
+def test_calibrate_on_two_ranks_fits_the_map_of_one(tmp_path, setup):
+    model, data = setup
+    one, two = tmp_path / "one.pt", tmp_path / "two.pt"
+    assert main(["calibrate", "--model", str(model), "--data", str(data), "--out", str(one), *FLAGS]) == 0
+    command = [str(MPIEXEC), "-n", "2", sys.executable, "-m", "emulator.cli", "calibrate", "--model", str(model),
+               "--data", str(data), "--out", str(two), *FLAGS]
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"}, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count("void map of") == 1                   # rank 0 alone writes
+    np.testing.assert_allclose(load_model(two).void_map["y"], load_model(one).void_map["y"], rtol=1e-5, atol=1e-6)
