@@ -42,7 +42,7 @@ Karras levels (emulator.distill)."""
 DEFAULT_NORM_EPS = 0.1
 """eps of the log normalisation log(eps + 1 + delta) (emulator.normalization)."""
 LEGACY_DEFAULTS = {"formulation": "palette", "lr_band": 0.0, "init_from": "", "lr_schedule": "constant",
-                   "distill_steps": 0, "teacher_steps": 5}
+                   "distill_steps": 0, "teacher_steps": 5, "spectral_weight": 0.0}
 """Values of fields added after the first release, for configurations written before them."""
 RENAMED_FIELDS = {"lr": "learning_rate"}
 """Old name -> new name of fields renamed since the first release."""
@@ -83,6 +83,8 @@ class TrainConfig:
     distill_steps: 0 for a diffusion model; N >= 1 distils the model ``init_from`` (the teacher)
         into a student that samples in N steps (emulator.distill).
     teacher_steps: dpmpp-2m steps of the teacher whose samples the student learns.
+    spectral_weight: weight of the power-spectrum term of a student's loss (emulator.distill;
+        0: none; students only).
     ema: EMA decay of the inference weights (warmed up as min(ema, (1 + n) / (10 + n))).
     p_mask: probability that an example carries an outpainting known-halo mask (phases 1..7).
     schedule: training noise schedule (emulator.schedule; given as one or as its ``to_dict()``).
@@ -115,6 +117,7 @@ class TrainConfig:
     init_from: str = ""
     distill_steps: int = 0
     teacher_steps: int = 5
+    spectral_weight: float = 0.0
     weight_decay: float = 0.0
     grad_clip: float = 1.0
     ema: float = 0.9999
@@ -157,6 +160,7 @@ class TrainConfig:
         check_number("p_mask", self.p_mask, 0.0, 1.0)
         check_number("norm_eps", self.norm_eps, 0.0, math.inf, open_low=True)
         check_number("lr_band", self.lr_band, 0.0, 1.0)
+        check_number("spectral_weight", self.spectral_weight, 0.0, math.inf)
         check_choice("formulation", self.formulation, FORMULATIONS)
         check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
         check_choice("val_sampler", self.val_sampler, SAMPLER_SCHEDULES)
@@ -164,6 +168,9 @@ class TrainConfig:
         check_int("teacher_steps", self.teacher_steps, minimum=1)
         if self.distill_steps and not self.init_from:
             raise InputError("init_from", "distillation needs its teacher: pass the model to distil as --init-from")
+        if self.spectral_weight and not self.distill_steps:
+            raise InputError("spectral_weight", "the power-spectrum term is a student's (its estimates "
+                             "are samples); a diffusion model's are posterior means: use --distill-steps")
         if self.distill_steps > self.teacher_steps:
             raise InputError("distill_steps", f"a student of {self.distill_steps} steps cannot learn from a "
                              f"teacher of {self.teacher_steps} (--teacher-steps)")

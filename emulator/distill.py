@@ -12,7 +12,19 @@ sample:
     loss = mean over unknown voxels of |project(D_student(x, sigma_j)) - target|^2,
 
 weighted uniformly in target units (Song et al. use lambda = 1), with the same projection
-(physical range, LR band) and outpainting context as the teacher's sampling. The student starts
+(physical range, LR band) and outpainting context as the teacher's sampling. With
+``spectral_weight`` w > 0 a power-spectrum term is added, which ties the student's samples to the
+data rather than to the teacher (whose samples carry the network's excess power at the grid
+scale): with P_j the power of a crop's overdensity in the integer mode shell j of the crop,
+
+    loss += w mean over crops and shells j >= j_LR of (ln P_j(estimate) - ln P_j(x0))^2,
+
+j_LR the LR Nyquist in crop modes (the scales the student adds), the estimate holding x0's
+voxels where they are known. The student's estimate at every level is a sample of the field, so
+its power is the data's in expectation (a posterior mean's would not be: the term is refused for
+diffusion models). It is the spectral regularisation of Durall, Keuper & Keuper 2020
+(arXiv:2003.01826, Sec. 4: the shell-averaged power of generated images against real ones, for
+the excess high-frequency power of up-convolutions) with a log-spectral distance in 3D shells. The student starts
 from the teacher's weights and samples with ``emulator.samplers.sample_consistency`` (Algorithm
 1 of Song et al.): its estimate at sigma_0 is a sample, noised afresh to the next level and
 estimated again. Training levels cycle with the optimiser step (step mod N), so every level
@@ -87,17 +99,46 @@ def load_teacher(config, device, autocast=None):
     return Teacher(model, config, autocast)
 
 
-def distillation_loss(student, teacher, x0, cond, sigma, noise, project, known_mask):
+def shell_power(field, first_shell):
+    """Power of each crop of ``field`` (B, 1, t, t, t) in its integer mode shells j = floor(|m|)
+    from ``first_shell`` to the corner, (B, shells): the mean of |rfft|^2 over the shell's modes
+    (Hermitian weights), mean removed. Unnormalised: only ratios between fields of one shape mean
+    something."""
+    t = field.shape[-1]
+    spectrum = torch.fft.rfftn(field - field.mean(dim=(-3, -2, -1), keepdim=True), dim=(-3, -2, -1))
+    m = torch.fft.fftfreq(t, 1.0 / t, device=field.device)
+    mz = torch.fft.rfftfreq(t, 1.0 / t, device=field.device)
+    shell = torch.sqrt(m[:, None, None] ** 2 + m[None, :, None] ** 2 + mz[None, None, :] ** 2).floor().long()
+    weight = torch.full_like(mz, 2.0)
+    weight[0] = 1.0
+    if t % 2 == 0:
+        weight[-1] = 1.0
+    weight = torch.broadcast_to(weight[None, None, :], shell.shape).flatten()
+    shells, power = int(shell.max()) + 1, (spectrum.real ** 2 + spectrum.imag ** 2).flatten(1)
+    totals = power.new_zeros(len(power), shells).index_add_(1, shell.flatten(), power * weight)
+    counts = weight.new_zeros(shells).index_add_(0, shell.flatten(), weight)
+    return (totals / counts.clamp_min(1.0))[:, int(first_shell):]
+
+
+def distillation_loss(student, teacher, x0, cond, sigma, noise, project, known_mask, spectral=None):
     """Loss of the student's estimates at level ``sigma`` (float) against the teacher's samples
     from the same noisy crops (module docstring).
 
     student: emulator.denoiser.Denoiser being trained. x0: (B, 1, t, t, t) training targets;
     noise: standard normal of that shape; cond: condition channels; project: map of estimates
     (emulator.formulation.Formulation.project bound to the crops); known_mask: bool, True on
-    the voxels given as outpainting context (excluded from the mean).
+    the voxels given as outpainting context (excluded from the mean). spectral: None, or
+    (weight w, first shell j_LR, map of target-unit fields to overdensity) of the power-spectrum
+    term (module docstring).
     """
     x = x0 + sigma * noise
     target = teacher.sample_from(x, sigma, cond, project, x0, known_mask)
     estimate = project(student(x, sigma, cond))
-    return masked_mean((estimate - target) ** 2, ~known_mask)
+    loss = masked_mean((estimate - target) ** 2, ~known_mask)
+    if spectral is not None:
+        weight, first_shell, to_delta = spectral
+        have = shell_power(to_delta(torch.where(known_mask, x0, estimate)).float(), first_shell)
+        want = shell_power(to_delta(x0).float(), first_shell)
+        loss = loss + weight * (torch.log(have + 1e-30) - torch.log(want + 1e-30)).square().mean()
+    return loss
 

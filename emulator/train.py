@@ -133,8 +133,13 @@ def train_step(denoiser, optimizer, batch, sigma, noise, grad_clip, in_channels,
         loss = denoising_loss(denoiser, x0, cond, sigma, noise, weight_mask=1.0 - batch["mask"],
                               project=None if k_cut is None else project)
     else:
+        spectral = None
+        if meta.config.spectral_weight:
+            first_shell = math.ceil(band_modes(1.0, meta.config.tile, meta.spacing, meta.lr_spacing))
+            spectral = (meta.config.spectral_weight, first_shell,
+                        lambda x: meta.normalization.inverse(form.field(x, batch["lr"])))
         loss = distill.distillation_loss(denoiser, teacher, x0, cond, float(sigma[0]), noise, project,
-                                         batch["mask"] > 0.5)
+                                         batch["mask"] > 0.5, spectral)
     loss.backward()
     grad_norm = torch.nn.utils.clip_grad_norm_(optimizer.param_groups[0]["params"], grad_clip)
     optimizer.step()

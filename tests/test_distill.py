@@ -1,10 +1,12 @@
 """Distillation into a few-step student (emulator.distill) and its consistency sampler."""
+import math
 import os
 
 import numpy as np
 import pytest
 import torch
 
+from emulator import distill
 from emulator.checkpoint import load_model
 from emulator.cli import main
 from emulator.config import GenerationSettings, TrainConfig
@@ -15,6 +17,7 @@ from emulator.samplers import evaluations, sample_consistency
 from emulator.schedule import karras_sigmas
 from emulator.train import train
 from sims.errors import InputError
+from sims.stats import power_spectrum
 from test_train import read_metrics, tiny_config, write_pairs
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -161,3 +164,65 @@ def test_a_distilled_student_learns_its_teacher_and_samples_in_its_steps(data_di
     with pytest.raises(InputError, match="init_from: .*model.pt is a distilled student"):
         train(config.replace(init_from=str(tmp_path), steps=1), str(tmp_path / "again"), progress=False)
     assert not (tmp_path / "again").exists()
+
+
+def test_shell_power_of_a_plane_wave_and_of_white_noise():
+    """A cosine of integer wave vector (3, 4, 0) puts all its power in shell 5 (|m| = 5), amplitude
+    a -> |rfft|^2 = (a t^3 / 2)^2 on its 2 full-space modes among the shell's; on a random field
+    it is the project's P(k) estimator (sims.stats.power_spectrum, shells of the same integer
+    bins, DC dropped) times t^6 / L^3."""
+    t = 16
+    x = torch.arange(t, dtype=torch.float64)
+    wave = 0.3 * torch.cos(2 * math.pi * (3 * x[:, None, None] + 4 * x[None, :, None]) / t) + 0 * x[None, None, :]
+    power = distill.shell_power(wave[None, None], 0)[0]
+    assert int(torch.argmax(power)) == 5 and torch.count_nonzero(power > 1e-9) == 1
+    index = shell_index(t)
+    modes_in_shell = float(((index == 5) * hermitian(t)).sum())
+    np.testing.assert_allclose(float(power[5]), 2 * (0.3 * t ** 3 / 2) ** 2 / modes_in_shell, rtol=1e-10)
+    field = torch.randn((1, 1, t, t, t), generator=torch.Generator().manual_seed(0), dtype=torch.float64) ** 3
+    ours = distill.shell_power(field, 3)[0].numpy()
+    box = 20.0
+    reference = power_spectrum(field[0, 0].numpy(), box).power[2:] * t ** 6 / box ** 3
+    assert ours.shape == reference.shape == (int(index.max()) + 1 - 3,)
+    np.testing.assert_allclose(ours, reference, rtol=1e-9)
+
+
+def shell_index(t):
+    m = np.fft.fftfreq(t, 1.0 / t)
+    mz = np.fft.rfftfreq(t, 1.0 / t)
+    return np.floor(np.sqrt(m[:, None, None] ** 2 + m[None, :, None] ** 2 + mz[None, None, :] ** 2)).astype(int)
+
+
+def hermitian(t):
+    w = np.full(t // 2 + 1, 2.0)
+    w[0] = w[-1] = 1.0
+    return np.broadcast_to(w, (t, t, t // 2 + 1))
+
+
+def test_spectral_weight_needs_a_student():
+    with pytest.raises(InputError, match="spectral_weight"):
+        TrainConfig(spectral_weight=0.1)
+    assert TrainConfig(spectral_weight=0.1, distill_steps=2, init_from="teacher.pt").spectral_weight == 0.1
+
+
+def test_spectral_term_is_the_mean_squared_log_power_ratio():
+    """A student returning c x0 (known voxels: x0) against a teacher returning zeros: the loss is
+    the masked mean of (c x0)^2 plus w (ln c^2)^2 when no voxel is known, plus nothing from the
+    spectral term for c = 1; with every voxel known, the estimate is x0 and the term vanishes."""
+    class ZeroTeacher:
+        def sample_from(self, x, sigma, cond, project, known, mask):
+            return torch.zeros_like(x)
+
+    x0 = torch.randn((2, 1, 8, 8, 8), generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    noise = torch.zeros_like(x0)
+    none, every = torch.zeros_like(x0, dtype=torch.bool), torch.ones_like(x0, dtype=torch.bool)
+    for c in (1.0, 3.0):
+        student = lambda x, sigma, cond, c=c: c * x0
+        plain = distillation_loss(student, ZeroTeacher(), x0, None, 1.0, noise, lambda e: e, none)
+        spectral = distillation_loss(student, ZeroTeacher(), x0, None, 1.0, noise, lambda e: e, none,
+                                     (0.5, 2, lambda e: e))
+        assert float(plain) == pytest.approx(float((c * x0).square().mean()))
+        assert float(spectral - plain) == pytest.approx(0.5 * math.log(c ** 2) ** 2, rel=1e-6, abs=1e-7)
+        known = distillation_loss(student, ZeroTeacher(), x0, None, 1.0, noise, lambda e: e, every,
+                                  (0.5, 2, lambda e: e))
+        assert float(known) == pytest.approx(0.0, abs=1e-12)

@@ -29,6 +29,10 @@ OPTIONS = (
                                                    "'consistency' sampler (0: train a diffusion model)."),
     ("--teacher-steps", "teacher_steps", int, "S", "dpmpp-2m steps of the teacher whose samples the "
                                                    "student learns."),
+    ("--spectral-weight", "spectral_weight", float, "W", "Weight of the power-spectrum term of a "
+                                                        "student's loss: its samples' power above the "
+                                                        "LR Nyquist against the training crop's "
+                                                        "(0: off; with --distill-steps)."),
     ("--weight-decay", "weight_decay", float, "W", "AdamW decoupled weight decay."),
     ("--grad-clip", "grad_clip", float, "G", "Maximum global gradient norm."),
     ("--ema", "ema", float, "DECAY", "EMA decay of the inference weights."),
