@@ -35,7 +35,9 @@ def page_faults(mode):
 def test_network_passes_reuse_freed_memory():
     """Without the setting every pass maps its activations afresh and faults their pages in (a
     4 x 8 x 32^3 float32 activation is 4 MiB, 1024 pages; a pass has several); with it, later
-    passes reuse the first pass's pages: a small fraction of the faults."""
+    passes reuse the first pass's pages: a fraction of the faults, fewer than the 3 x 4 x 1024
+    pages of one activation per pass. Both counts move with the kernel's state (plain 25,000 to
+    85,000 and held 2,500 to 7,500 on one machine), so the bounds leave room on both sides."""
     plain, held = page_faults("plain"), page_faults("hold")
     assert plain > 3 * 4 * 1024
-    assert held < 0.2 * plain
+    assert held < min(plain / 3, 3 * 4 * 1024)
