@@ -203,6 +203,44 @@ def test_upsample_resume_redoes_what_does_not_verify(damage, inputs, reference, 
     assert not os.path.exists(state_path(out)) and not os.path.exists(lock_path(out))
 
 
+# ---- emulator calibrate -----------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def calibration_data(tmp_path_factory):
+    """Training pairs for calibrate: one on the tiny model's grid, one on a grid twice as fine."""
+    from sims.pairfile import write_pair
+    folder = tmp_path_factory.mktemp("calibration")
+    (folder / "good").mkdir()
+    (folder / "fine").mkdir()
+    write_pair(folder / "good" / "pair.h5", lognormal(32, 1), lognormal(32, 2), box_size=32 * SPACING,
+               redshift=0.0, cosmology={})
+    write_pair(folder / "fine" / "pair.h5", lognormal(32, 1), lognormal(32, 2), box_size=16 * SPACING,
+               redshift=0.0, cosmology={})
+    return folder
+
+
+CALIBRATE = {
+    "more boxes than pairs": ("good", ["--boxes", "2"], "--boxes: "),
+    "no boxes": ("good", ["--boxes", "0"], "--boxes: must be an integer >= 1"),
+    "pairs on another grid spacing": ("fine", [], "differs from the model's"),
+    "no such data folder": ("none", [], "data directory does not exist"),
+    "sampler typo": ("good", ["--sampler", "dpmpp2m"], "--sampler"),
+    "existing output without --force": ("good", [], "already exists"),
+    "output folder missing": ("good", ["--out", "no/such/model.pt"], "does not exist"),
+}
+
+
+@pytest.mark.parametrize("case", CALIBRATE)
+def test_calibrate_refuses(case, inputs, calibration_data, tmp_path, capsys, monkeypatch):
+    data, flags, words = CALIBRATE[case]
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "good.pt").write_bytes(b"a good checkpoint")
+    out = [] if "--out" in flags else ["--out", "good.pt"]
+    argv = ["calibrate", "--model", inputs["model"], "--data", calibration_data / data, *out, "--steps", 1, *flags]
+    check_refused(capsys, argv, words, tmp_path)
+    assert (tmp_path / "good.pt").read_bytes() == b"a good checkpoint"
+
+
 # ---- emulator ingest --------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
