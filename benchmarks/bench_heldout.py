@@ -174,7 +174,7 @@ def main(argv=None):
     rows = {name: figures(c, k_lr) for name, c in combined.items()}
     for label, values in seconds.items():
         rows[label]["s/tile"] = float(np.mean(values))
-    sampling = f"{args.sampler} {args.steps} steps" if args.sampler and args.steps else "the model's own sampling"
+    sampling = f"{args.sampler or 'its own sampler'}, {args.steps or 'its own'} steps"
     print(f"{len(args.pairs)} held-out box(es), {args.samples} sample(s) each, {sampling}; "
           f"LR particle Nyquist {k_lr:.2f} h/Mpc")
     print_tables(rows, combined, k_lr)

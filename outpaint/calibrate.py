@@ -22,16 +22,12 @@ from emulator.config import GenerationSettings
 from emulator.data import find_pair_files
 from emulator.generate import sampling_plan
 from outpaint.mpi import abort_on_error, device_for_rank, idle_barrier, world
-from outpaint.run import upsample_box
+from outpaint.run import open_lr, upsample_box
 from sims.errors import InputError, check_int
 from sims.h5io import read_field
 from sims.outputs import check_writable
 from sims.pairfile import read_pair
 from sims.stats import fit_void_map
-
-SPACING_RTOL = 1e-5
-"""Relative tolerance when matching a training box's grid spacing to the model's [Mpc/h]."""
-
 
 def work_path(out_path):
     """Folder of the outpainted training boxes of a calibration writing ``out_path``."""
@@ -86,12 +82,13 @@ def calibrate(model, data_dir, out_path, settings=GenerationSettings(), *, boxes
 
 
 def _check_box(pair, model):
-    """InputError naming ``pair`` unless its HR grid spacing is the model's."""
-    _, hr, attrs = read_pair(pair)
-    spacing = float(attrs["box_size"]) / hr.shape[0]
-    if abs(spacing / model.spacing - 1) > SPACING_RTOL:
-        raise InputError(pair, f"HR grid spacing {spacing:.6g} Mpc/h differs from the model's "
-                               f"{model.spacing:.6g} Mpc/h")
+    """The metadata of ``pair``'s LR and HR (outpaint.run.open_lr, nothing read but attributes
+    and shapes); InputError naming the dataset unless the HR lies on the model's HR grid."""
+    open_lr(f"{pair}:lr", model)
+    hr = open_lr(f"{pair}:hr", model)
+    if hr.n_file != hr.n:
+        raise InputError(str(hr.spec), f"HR grid spacing {hr.box_size / hr.n_file:.6g} Mpc/h differs "
+                                       f"from the model's {model.spacing:.6g} Mpc/h")
 
 
 def _prepare_work(comm, work, inputs):

@@ -207,22 +207,22 @@ def test_upsample_resume_redoes_what_does_not_verify(damage, inputs, reference, 
 
 @pytest.fixture(scope="module")
 def calibration_data(tmp_path_factory):
-    """Training pairs for calibrate: one on the tiny model's grid, one on a grid twice as fine."""
+    """Training pairs for calibrate: on the tiny model's grid, on a grid twice as fine, and on its
+    LR spacing (an LR may lie there, an HR may not)."""
     from sims.pairfile import write_pair
     folder = tmp_path_factory.mktemp("calibration")
-    (folder / "good").mkdir()
-    (folder / "fine").mkdir()
-    write_pair(folder / "good" / "pair.h5", lognormal(32, 1), lognormal(32, 2), box_size=32 * SPACING,
-               redshift=0.0, cosmology={})
-    write_pair(folder / "fine" / "pair.h5", lognormal(32, 1), lognormal(32, 2), box_size=16 * SPACING,
-               redshift=0.0, cosmology={})
+    for name, box_size in (("good", 32 * SPACING), ("fine", 16 * SPACING), ("coarse", 64 * SPACING)):
+        (folder / name).mkdir()
+        write_pair(folder / name / "pair.h5", lognormal(32, 1), lognormal(32, 2), box_size=box_size,
+                   redshift=0.0, cosmology={})
     return folder
 
 
 CALIBRATE = {
     "more boxes than pairs": ("good", ["--boxes", "2"], "--boxes: "),
     "no boxes": ("good", ["--boxes", "0"], "--boxes: must be an integer >= 1"),
-    "pairs on another grid spacing": ("fine", [], "differs from the model's"),
+    "pairs on another grid spacing": ("fine", [], "pair.h5:lr: grid spacing 1 Mpc/h"),
+    "HR on the model's LR spacing": ("coarse", [], "pair.h5:hr: HR grid spacing 4 Mpc/h differs"),
     "no such data folder": ("none", [], "data directory does not exist"),
     "sampler typo": ("good", ["--sampler", "dpmpp2m"], "--sampler"),
     "existing output without --force": ("good", [], "already exists"),
