@@ -220,8 +220,8 @@ class GenerationSettings:
     lr_consistency: None (the model's trained band, if any), or a fraction in (0, 1] of the LR
         Nyquist below which every x0 estimate takes the LR's modes.
     mass_conservation: the generated voxels of each tile hold the LR's mass there.
-    void_map: the generated underdense voxels go through the model's void map when it has one
-        (outpaint.calibrate; before mass conservation).
+    void_map: the generated underdense voxels go through the model's void map (outpaint.calibrate;
+        before mass conservation); resolved to False for a model without one (:meth:`for_model`).
     bf16: bf16 autocast of the network where the device computes bf16 natively (a CUDA GPU; a
         CPU with avx512_bf16 or AMX), float32 elsewhere (emulator.generate.native_bf16).
     sampler_options: further keywords of the sampler (eta, s_churn, s_noise, ...), as sorted
@@ -253,14 +253,14 @@ class GenerationSettings:
         pairs = options.items() if isinstance(options, dict) else options
         object.__setattr__(self, "sampler_options", tuple(sorted((str(k), v) for k, v in pairs)))
 
-    def for_model(self, config):
-        """These settings with an unset sampler or steps taken from the model of TrainConfig
-        ``config``: a distilled student's consistency in its steps, a diffusion model's
-        validation sampler and steps (TrainConfig.validation_settings)."""
-        if self.sampler is not None and self.steps is not None:
-            return self
-        own = config.validation_settings()
-        return self.replace(sampler=self.sampler or own.sampler, steps=self.steps or own.steps)
+    def for_model(self, model):
+        """These settings resolved for ``model`` (emulator.checkpoint.LoadedModel): an unset
+        sampler or steps taken from its TrainConfig (a distilled student's consistency in its
+        steps, a diffusion model's validation sampler and steps,
+        TrainConfig.validation_settings), and ``void_map`` off when it has no map."""
+        own = model.config.validation_settings()
+        return self.replace(sampler=self.sampler or own.sampler, steps=self.steps or own.steps,
+                            void_map=self.void_map and model.void_map is not None)
 
     def to_dict(self):
         """Plain dict (JSON-ready) of every field."""

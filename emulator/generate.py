@@ -67,7 +67,7 @@ def sampling_plan(model, settings, tile=None):
     student samples only with ``consistency``, in at most its steps). Callers check settings
     with it before they touch any output. Unset sampler or steps are the model's
     (GenerationSettings.for_model)."""
-    settings = settings.for_model(model.config)
+    settings = settings.for_model(model)
     sample = SAMPLERS[settings.sampler]
     accepted = {name for name, p in inspect.signature(sample).parameters.items()
                 if p.kind is p.KEYWORD_ONLY} - CONTEXT_KEYWORDS

@@ -45,7 +45,7 @@ def calibrate(model, data_dir, out_path, settings=GenerationSettings(), *, boxes
     check_int("boxes", boxes)
     path = os.path.abspath(find_model(model))
     loaded = load_model(path, device=device_for_rank(comm))
-    settings = settings.for_model(loaded.config).replace(void_map=False)
+    settings = settings.for_model(loaded).replace(void_map=False)
     sampling_plan(loaded, settings)
     pairs = find_pair_files(data_dir)[:boxes]
     if len(pairs) < boxes:

@@ -59,7 +59,7 @@ def run_demo(config, comm=None):
     comm = world() if comm is None else comm
     rank = comm.Get_rank()
     model = load_model(find_model(config.model))
-    settings = config.settings.for_model(model.config)
+    settings = config.settings.for_model(model)
     sampling_plan(model, settings)                 # before minutes of simulation
     out = Path(config.out_dir)
     grid = config.blocks * model.core

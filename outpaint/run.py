@@ -299,7 +299,7 @@ def upsample_box(model, lr_spec, out_path, settings=GenerationSettings(), *, til
     if model is not None:
         model_name = os.path.abspath(find_model(model))
         loaded = load_model(model_name, device=device_for_rank(comm))
-        settings = settings.for_model(loaded.config)
+        settings = settings.for_model(loaded)
         sampling_plan(loaded, settings)
     elif tile_generator is None:
         raise InputError("model", "a model checkpoint is required")

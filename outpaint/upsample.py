@@ -42,7 +42,7 @@ def upsample(model, lr_spec, out_path, settings=GenerationSettings(), *, seed=0,
         check_int("batch_size", batch_size)
     path = os.path.abspath(find_model(model))
     loaded = load_model(path, device=device_for_rank(comm))
-    settings = settings.for_model(loaded.config)
+    settings = settings.for_model(loaded)
     tile, core = check_model_tile(loaded, tile, core)
     source = open_lr(lr_spec, loaded)
     if source.n > tile:

@@ -157,11 +157,16 @@ def test_generation_settings_are_checked():
     assert GenerationSettings("dpmpp-2m").sigma_schedule == "karras"
     unset = GenerationSettings(lr_consistency=0.25)          # sampler and steps: the model's own
     assert unset.sampler is None and unset.steps is None and unset.sigma_schedule is None
-    own = unset.for_model(model.config.replace(val_sampler="ddim", val_steps=7))
-    assert own == GenerationSettings("ddim", 7, lr_consistency=0.25) and own.sigma_schedule == "karras"
-    assert GenerationSettings(steps=3).for_model(model.config) == GenerationSettings("dpmpp-2m", 3)
-    student = model.config.replace(init_from="t.pt", distill_steps=2)
-    assert GenerationSettings().for_model(student) == GenerationSettings("consistency", 2)
+    with_config = lambda **changes: dataclasses.replace(model, config=model.config.replace(**changes))
+    own = unset.for_model(with_config(val_sampler="ddim", val_steps=7))
+    assert own == GenerationSettings("ddim", 7, lr_consistency=0.25, void_map=False)
+    assert own.sigma_schedule == "karras"
+    assert GenerationSettings(steps=3).for_model(model) == GenerationSettings("dpmpp-2m", 3, void_map=False)
+    student = with_config(init_from="t.pt", distill_steps=2)
+    assert GenerationSettings().for_model(student) == GenerationSettings("consistency", 2, void_map=False)
+    mapped = dataclasses.replace(model, void_map={"x": [-1.0, 0.0], "y": [-1.0, 0.0]})
+    assert GenerationSettings().for_model(mapped).void_map
+    assert not GenerationSettings(void_map=False).for_model(mapped).void_map
     with pytest.raises(InputError, match="^sampler_options: dpmpp-2m takes"):
         generate_tiles(model, GenerationSettings(sampler_options={"eta": 1.0}), lr, None, None, [0])
     with pytest.raises(ValueError, match="seeds"):
