@@ -22,9 +22,11 @@ predictor and the per-k table of P ratio and r; ``--json`` keeps everything. Usa
 
     python benchmarks/bench_heldout.py --model emulator/default_model --pairs heldout/*.h5 \
         [--samples 2] [--steps 20] [--json out.json]
+    python benchmarks/bench_heldout.py --pairs big/box_0000.h5 --ranks 2   # outpainted by mpiexec
 """
 import argparse
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -44,12 +46,23 @@ K_ROWS = 8
 
 
 def outpaint_samples(model_file, pair, samples, args, work):
-    """K outpainted samples of ``pair``'s LR (seeds 1..K); returns (list of fields, s per tile)."""
+    """K outpainted samples of ``pair``'s LR (seeds 1..K), in this process or, with ``--ranks``
+    N > 1, by ``mpiexec -n N emulator upsample`` (one thread per rank); returns (list of fields,
+    wall seconds)."""
     fields, start = [], time.perf_counter()
     for seed in range(1, samples + 1):
         out = os.path.join(work, f"sr_{seed}.h5")
-        upsample_box(model_file, f"{pair}:lr", out, GenerationSettings(args.sampler, args.steps), seed=seed,
-                     batch_size=args.batch, force=True)
+        if args.ranks > 1:
+            own = [f"--{name}={value}" for name, value in (("sampler", args.sampler), ("steps", args.steps))
+                   if value is not None]
+            command = [os.path.join(os.path.dirname(sys.executable), "mpiexec"), "-n", str(args.ranks),
+                       os.path.join(os.path.dirname(sys.executable), "emulator"), "upsample",
+                       "--model", model_file, "--lr", f"{pair}:lr", "--out", out, "--seed", str(seed),
+                       "--batch", str(args.batch), "--force", *own]
+            subprocess.run(command, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        else:
+            upsample_box(model_file, f"{pair}:lr", out, GenerationSettings(args.sampler, args.steps),
+                         seed=seed, batch_size=args.batch, force=True)
         fields.append(read_field(f"{out}:sr", index=0).data)
     return fields, time.perf_counter() - start
 
@@ -142,6 +155,8 @@ def main(argv=None):
     p.add_argument("--sampler", default=None, help="Default: each model's own (GenerationSettings.for_model).")
     p.add_argument("--steps", type=int, default=None, help="Default: each model's own.")
     p.add_argument("--batch", type=int, default=8, help="Tiles per network batch.")
+    p.add_argument("--ranks", type=int, default=1,
+                   help="Outpaint with mpiexec on this many ranks of one thread (1: in this process).")
     p.add_argument("--json", default=None, help="Write every figure to this JSON file.")
     args = p.parse_args(argv)
     hold_freed_memory()                           # as the emulator command does
