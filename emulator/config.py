@@ -42,7 +42,7 @@ Karras levels (emulator.distill)."""
 DEFAULT_NORM_EPS = 0.1
 """eps of the log normalisation log(eps + 1 + delta) (emulator.normalization)."""
 LEGACY_DEFAULTS = {"formulation": "palette", "lr_band": 0.0, "init_from": "", "lr_schedule": "constant",
-                   "distill_steps": 0, "teacher_steps": 5, "spectral_weight": 0.0}
+                   "distill_steps": 0, "teacher_steps": 5, "spectral_weight": 0.0, "density_weight": 0.0}
 """Values of fields added after the first release, for configurations written before them."""
 RENAMED_FIELDS = {"lr": "learning_rate"}
 """Old name -> new name of fields renamed since the first release."""
@@ -85,6 +85,9 @@ class TrainConfig:
     teacher_steps: dpmpp-2m steps of the teacher whose samples the student learns.
     spectral_weight: weight of the power-spectrum term of a student's loss (emulator.distill;
         0: none; students only).
+    density_weight: exponent alpha of the LR-density weight of a diffusion model's loss, each
+        unknown voxel counting (1 + delta_LR + eps)^alpha (emulator.train.voxel_weights; 0:
+        uniform; diffusion models only).
     ema: EMA decay of the inference weights (warmed up as min(ema, (1 + n) / (10 + n))).
     p_mask: probability that an example carries an outpainting known-halo mask (phases 1..7).
     schedule: training noise schedule (emulator.schedule; given as one or as its ``to_dict()``).
@@ -118,6 +121,7 @@ class TrainConfig:
     distill_steps: int = 0
     teacher_steps: int = 5
     spectral_weight: float = 0.0
+    density_weight: float = 0.0
     weight_decay: float = 0.0
     grad_clip: float = 1.0
     ema: float = 0.9999
@@ -161,6 +165,7 @@ class TrainConfig:
         check_number("norm_eps", self.norm_eps, 0.0, math.inf, open_low=True)
         check_number("lr_band", self.lr_band, 0.0, 1.0)
         check_number("spectral_weight", self.spectral_weight, 0.0, math.inf)
+        check_number("density_weight", self.density_weight, 0.0, 4.0)
         check_choice("formulation", self.formulation, FORMULATIONS)
         check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
         check_choice("val_sampler", self.val_sampler, SAMPLER_SCHEDULES)
@@ -171,6 +176,9 @@ class TrainConfig:
         if self.spectral_weight and not self.distill_steps:
             raise InputError("spectral_weight", "the power-spectrum term is a student's (its estimates "
                              "are samples); a diffusion model's are posterior means: use --distill-steps")
+        if self.density_weight and self.distill_steps:
+            raise InputError("density_weight", "the density weight is a diffusion model's; a student "
+                             "learns its teacher's weighting (train the teacher with it)")
         if self.distill_steps > self.teacher_steps:
             raise InputError("distill_steps", f"a student of {self.distill_steps} steps cannot learn from a "
                              f"teacher of {self.teacher_steps} (--teacher-steps)")

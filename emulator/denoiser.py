@@ -111,8 +111,8 @@ def denoising_loss(denoiser, x0, cond, sigma, noise, weight_mask=None, project=N
     smoothed density is not the LR's), and |project(D) - x0| would keep a floor that 1 / c_out^2
     blows up at small sigma; project is smooth, so the projected difference vanishes with D - x0.
     x0, noise: (B, 1, D, H, W); cond: (B, C_cond, D, H, W) or None; sigma: (B,) tensor > 0.
-    weight_mask: None, or 0/1 (bool) broadcastable to x0: the mean is over its nonzero voxels
-    (the unknown voxels when training for outpainting).
+    weight_mask: None, or weights >= 0 (0/1 or bool: the unknown voxels when training for
+    outpainting) broadcastable to x0: the loss is the mean weighted by them.
     """
     sigma = _per_sample(sigma, x0)
     x = x0 + sigma.reshape(-1, 1, 1, 1, 1) * noise
@@ -127,8 +127,8 @@ def denoising_loss(denoiser, x0, cond, sigma, noise, weight_mask=None, project=N
 
 
 def masked_mean(values, weight_mask=None):
-    """Mean of ``values`` over the voxels where ``weight_mask`` (0/1 or bool, broadcastable) is
-    nonzero; the plain mean without a mask, 0 when the mask is empty."""
+    """Mean of ``values`` weighted by ``weight_mask`` (weights >= 0; 0/1 or bool: the mean over its
+    nonzero voxels; broadcastable); the plain mean without a mask, 0 when the mask is empty."""
     if weight_mask is None:
         return values.mean()
     weight = torch.broadcast_to(weight_mask.to(values.dtype), values.shape)

@@ -120,6 +120,22 @@ def band_cut(meta):
     return band_modes(cfg.lr_band, cfg.tile, meta.spacing, meta.lr_spacing) if cfg.lr_band > 0 else None
 
 
+def voxel_weights(mask, y_lr, normalization, alpha):
+    """Weights of a diffusion model's loss per voxel: 0 where ``mask`` (1: known context) and
+    the LR's (1 + delta_LR + eps)^alpha elsewhere, from its normalised field ``y_lr``.
+
+    A y error dy is (1 + delta + eps) scale dy in delta (the chain rule of the log normalisation,
+    emulator.normalization), so alpha = 2 would weigh errors as in delta and alpha = 1 counts each
+    unit of mass, not each voxel, equally: the dense voxels that carry P(k) and the noise at the
+    grid scale weigh more than the voids. The weight is the condition's, never the target's, so
+    the loss's minimiser is still the posterior mean E[x0 | x, LR]: a positive factor that is a
+    function of the conditioning scales the conditional risk and leaves its argmin."""
+    weight = 1.0 - mask
+    if alpha:
+        weight = weight * torch.exp(alpha * (normalization.shift + normalization.scale * y_lr))
+    return weight
+
+
 def train_step(denoiser, optimizer, batch, sigma, noise, grad_clip, in_channels, meta, teacher=None):
     """One AdamW step on the loss over unknown voxels, for the formulation's target and through its
     band projection when it has one, or, with a ``teacher`` (emulator.distill.Teacher), on the
@@ -130,7 +146,8 @@ def train_step(denoiser, optimizer, batch, sigma, noise, grad_clip, in_channels,
     x0 = form.target(batch["hr"], batch["lr"])
     project = functools.partial(form.project, y_lr=batch["lr"], normalization=meta.normalization, k_cut=k_cut)
     if teacher is None:   # without a band the network is trained on the raw target, unclamped
-        loss = denoising_loss(denoiser, x0, cond, sigma, noise, weight_mask=1.0 - batch["mask"],
+        weight = voxel_weights(batch["mask"], batch["lr"], meta.normalization, meta.config.density_weight)
+        loss = denoising_loss(denoiser, x0, cond, sigma, noise, weight_mask=weight,
                               project=None if k_cut is None else project)
     else:
         spectral = None

@@ -312,3 +312,36 @@ def test_warm_start_from_another_kind_of_model_is_refused(data_dir, tmp_path, ch
         train(config, str(tmp_path / "b"), progress=False)
     with pytest.raises(InputError, match="init_from: .*missing.pt does not exist"):
         train(config.replace(init_from=str(tmp_path / "missing.pt")), str(tmp_path / "c"), progress=False)
+
+
+def test_density_weight_is_the_lr_mass_per_unknown_voxel():
+    """alpha = 1 weighs an unknown voxel by 1 + delta_LR + eps, which is d(delta)/dy / scale of
+    the normalisation (autograd of its inverse, an independent route); known voxels weigh 0;
+    alpha = 0 is the plain mask."""
+    from emulator.normalization import Normalization
+    from emulator.train import voxel_weights
+    norm = Normalization(shift=-0.8, scale=1.3, eps=0.1, upper=6.0)
+    y = torch.linspace(-2.0, 3.0, 64).reshape(1, 1, 4, 4, 4).requires_grad_(True)
+    mask = (torch.arange(64).reshape(1, 1, 4, 4, 4) % 3 == 0).float()
+    jacobian, = torch.autograd.grad(norm.inverse(y).sum(), y)
+    weights = voxel_weights(mask, y.detach(), norm, 1.0)
+    torch.testing.assert_close(weights, (1 - mask) * jacobian / norm.scale)
+    torch.testing.assert_close(voxel_weights(mask, y.detach(), norm, 2.0), weights ** 2)
+    assert torch.equal(voxel_weights(mask, y.detach(), norm, 0.0), 1 - mask)
+
+
+def test_density_weighted_loss_is_the_weighted_mean(data_dir, tmp_path):
+    """The loss with weights is sum(w e^2) / sum(w), checked against numpy on one step's errors;
+    a run with the weight trains and records it; students refuse it."""
+    from emulator.denoiser import masked_mean
+    errors, weights = torch.rand(2, 1, 4, 4, 4), torch.rand(2, 1, 4, 4, 4)
+    expected = np.average(errors.numpy(), weights=weights.numpy())
+    assert abs(float(masked_mean(errors, weights)) - expected) < 1e-6
+    train(tiny_config(data_dir, steps=3, density_weight=1.0), str(tmp_path), progress=False)
+    losses = [r["loss"] for r in read_metrics(tmp_path)]
+    assert len(losses) == 3 and np.isfinite(losses).all()
+    assert load_model(str(tmp_path / "model.pt")).config.density_weight == 1.0
+    with pytest.raises(InputError, match="^density_weight: "):
+        TrainConfig(init_from="t.pt", distill_steps=2, density_weight=1.0)
+    with pytest.raises(InputError, match="^density_weight: "):
+        TrainConfig(density_weight=-1.0)

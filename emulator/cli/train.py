@@ -33,6 +33,9 @@ OPTIONS = (
                                                         "student's loss: its samples' power above the "
                                                         "LR Nyquist against the training crop's "
                                                         "(0: off; with --distill-steps)."),
+    ("--density-weight", "density_weight", float, "ALPHA", "Weight each unknown voxel of a diffusion "
+                                                           "model's loss by the LR's (1 + delta + "
+                                                           "eps)^ALPHA (1: by mass; 0: uniform)."),
     ("--weight-decay", "weight_decay", float, "W", "AdamW decoupled weight decay."),
     ("--grad-clip", "grad_clip", float, "G", "Maximum global gradient norm."),
     ("--ema", "ema", float, "DECAY", "EMA decay of the inference weights."),
