@@ -28,11 +28,15 @@ demo: $(STAMP)
 # pairs (seeds 100-103), the small U-Net on 32^3 crops generating the HR's residual from the LR
 # with the band projection (v prediction). Stage 1 trains MODEL_STEPS steps at a constant learning
 # rate; stage 2 starts from its EMA weights and trains FINETUNE_STEPS more with the learning rate
-# annealed to 0 (cosine); its EMA weights are exported to model.pt.
+# annealed to 0 (cosine); stage 3 trains DENSITY_STEPS more from stage 2's EMA weights with the
+# loss weighted by the LR's density (--density-weight 1, docs/formulations.md), annealed; the
+# weights of its last step (--ema 0), sampled in 5 steps (--val-steps), go to model.pt with the
+# void map of its outpainting of the first training pair (emulator calibrate).
 # Resumable: rerunning continues the runs in $(MODEL_RUN).
 MODEL_RUN ?= default_model_run
 MODEL_STEPS ?= 2000
 FINETUNE_STEPS ?= 850
+DENSITY_STEPS ?= 150
 TRAIN_RECIPE = --preset small --tile 32 --core 16 --batch 4 --ema 0.999 --val-every 100 --val-samples 2 \
 	--save-every 50 --log-every 10 --seed 0 --formulation residual --lr-band 0.5 --prediction v
 model-data: $(STAMP)
@@ -44,17 +48,24 @@ default-model: model-data
 		--steps $(MODEL_STEPS) --learning-rate 2e-4
 	$(BIN)/emulator train --data $(MODEL_RUN)/train --out $(MODEL_RUN)/finetune --resume $(TRAIN_RECIPE) \
 		--steps $(FINETUNE_STEPS) --learning-rate 2e-4 --lr-schedule cosine --init-from $(MODEL_RUN)/run/model.pt
-	cp $(MODEL_RUN)/finetune/model.pt emulator/default_model/model.pt
+	$(BIN)/emulator train --data $(MODEL_RUN)/train --out $(MODEL_RUN)/density --resume $(TRAIN_RECIPE) \
+		--steps $(DENSITY_STEPS) --learning-rate 1e-4 --lr-schedule cosine --init-from $(MODEL_RUN)/finetune/model.pt \
+		--density-weight 1 --ema 0 --seed 1 --val-every $(DENSITY_STEPS) --val-steps 5
+	OMP_NUM_THREADS=1 $(BIN)/mpiexec -n 2 $(BIN)/emulator calibrate --model $(MODEL_RUN)/density/model.pt \
+		--data $(MODEL_RUN)/train --out emulator/default_model/model.pt --force
 
 # The packaged student (docs/distillation.md): the default model distilled into 2 consistency
 # steps, STUDENT_STEPS steps with the learning rate annealed, then its void map fitted on the
 # first training pair outpainted with it (emulator calibrate, docs/fidelity.md). Resumable like
-# the above.
+# the above. The shipped student was distilled from stage 2's model, before the density stage
+# (it needs `make default-model` first); STUDENT_TEACHER=emulator/default_model/model.pt
+# distils the shipped model instead.
 STUDENT_STEPS ?= 300
+STUDENT_TEACHER ?= $(MODEL_RUN)/finetune/model.pt
 student-model: model-data
 	$(BIN)/emulator train --data $(MODEL_RUN)/train --out $(MODEL_RUN)/student --resume $(TRAIN_RECIPE) \
 		--val-every 50 --steps $(STUDENT_STEPS) --learning-rate 2e-4 --lr-schedule cosine \
-		--init-from emulator/default_model/model.pt --distill-steps 2 --teacher-steps 5
+		--init-from $(STUDENT_TEACHER) --distill-steps 2 --teacher-steps 5
 	OMP_NUM_THREADS=1 $(BIN)/mpiexec -n 2 $(BIN)/emulator calibrate --model $(MODEL_RUN)/student/model.pt \
 		--data $(MODEL_RUN)/train --out emulator/default_model/student.pt --force
 

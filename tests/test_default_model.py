@@ -34,6 +34,8 @@ def test_default_model_is_shipped_small_and_as_documented(path):
     # the student: the default model distilled into 2 steps of its 5-step dpmpp-2m samples
     student = model.config.distill_steps, model.config.teacher_steps
     assert student == ((2, 5) if path == STUDENT else (0, 5))
+    # the model's last stage weighs its loss by the LR's density; the student learnt from the one before
+    assert model.config.density_weight == (0.0 if path == STUDENT else 1.0)
 
 
 @pytest.mark.parametrize("path", SAMPLING)
