@@ -106,6 +106,7 @@ def generate_tiles(model, settings, lr, known, mask, seeds, batch_size=None, pro
     Returns float32 (B, t, t, t) overdensity whose known voxels equal ``known`` exactly.
     """
     lr, known, mask = _checked_tiles(lr, known, mask, seeds)
+    settings = settings.for_model(model)
     sample, sigmas, k_cut = sampling_plan(model, settings, lr.shape[-1])
     use_bf16 = settings.bf16 and native_bf16(model.device)
     denoiser = model.denoiser(autocast=torch.bfloat16 if use_bf16 else None)
@@ -134,7 +135,7 @@ def generate_tiles(model, settings, lr, known, mask, seeds, batch_size=None, pro
     if broken.size:       # the projection bounds every estimate: only NaN from the network gets here
         raise InputError("model", f"the network returned NaN for tile(s) with seed(s) "
                          f"{[int(seeds[b]) for b in broken[:4]]}: its weights are not usable")
-    if settings.void_map and model.void_map is not None:
+    if settings.void_map:
         out = apply_void_map(out, model.void_map["x"], model.void_map["y"])
     out = np.where(mask, known, out)
     return conserve_mass(out, lr, mask) if settings.mass_conservation else out

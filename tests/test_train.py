@@ -338,8 +338,11 @@ def test_density_weighted_loss_is_the_weighted_mean(data_dir, tmp_path):
     expected = np.average(errors.numpy(), weights=weights.numpy())
     assert abs(float(masked_mean(errors, weights)) - expected) < 1e-6
     train(tiny_config(data_dir, steps=3, density_weight=1.0), str(tmp_path), progress=False)
+    train(tiny_config(data_dir, steps=3), str(tmp_path / "uniform"), progress=False)
     losses = [r["loss"] for r in read_metrics(tmp_path)]
     assert len(losses) == 3 and np.isfinite(losses).all()
+    # same crops, noise and weights at step 1: only the weighting differs, and it reaches the loss
+    assert abs(losses[0] - read_metrics(tmp_path / "uniform")[0]["loss"]) > 1e-4 * losses[0]
     assert load_model(str(tmp_path / "model.pt")).config.density_weight == 1.0
     with pytest.raises(InputError, match="^density_weight: "):
         TrainConfig(init_from="t.pt", distill_steps=2, density_weight=1.0)
