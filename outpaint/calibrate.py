@@ -64,7 +64,7 @@ def calibrate(model, data_dir, out_path, settings=GenerationSettings(), *, boxes
         for i, pair in enumerate(pairs):
             sr = os.path.join(work, f"box_{i:04d}.h5")
             upsample_box(path, f"{pair}:lr", sr, settings, seed=seed, batch_size=batch_size, resume=True,
-                         comm=comm)
+                         comm=comm, loaded=loaded)
             fields.append(sr)
         if comm.Get_rank() == 0:
             void_map = fit_void_map((read_field(f"{sr}:sr", index=0).data, read_pair(pair)[1])

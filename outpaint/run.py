@@ -272,7 +272,7 @@ def provenance(model_name, source, settings, seed, tile, core, samples, ranks):
 
 def upsample_box(model, lr_spec, out_path, settings=GenerationSettings(), *, tile=None, core=None,
                  seed=0, batch_size=None, resume=False, force=False, comm=None, tile_generator=None,
-                 timings=None):
+                 timings=None, loaded=None):
     """Outpaint the LR box ``lr_spec`` (FILE[:DATASET], default dataset ``lr``) into dataset
     ``sr`` (1, n, n, n) of ``out_path`` with the model checkpoint ``model`` (file or directory)
     sampling per GenerationSettings ``settings`` (an unset sampler or steps: the model's own,
@@ -290,15 +290,17 @@ def upsample_box(model, lr_spec, out_path, settings=GenerationSettings(), *, til
     ``model`` may be None: no checks against a model; tile and core are required).
     timings: a list to which this rank appends its seconds per phase (:func:`run_phases`), and
     rank 0 then ``{"output": s}``, the seconds of writing the output from the row files.
+    loaded: the LoadedModel of ``model`` when the caller has loaded it already on this rank's
+    device (it is then not read again).
     """
     comm = world() if comm is None else comm
     rank, out_path = comm.Get_rank(), os.fspath(out_path)
     if batch_size is not None:
         check_int("batch_size", batch_size)
-    loaded, model_name = None, None
+    model_name = None
     if model is not None:
         model_name = os.path.abspath(find_model(model))
-        loaded = load_model(model_name, device=device_for_rank(comm))
+        loaded = loaded or load_model(model_name, device=device_for_rank(comm))
         settings = settings.for_model(loaded)
         sampling_plan(loaded, settings)
     elif tile_generator is None:

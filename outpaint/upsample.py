@@ -50,7 +50,7 @@ def upsample(model, lr_spec, out_path, settings=GenerationSettings(), *, seed=0,
             raise InputError("samples", "a box larger than one tile is emulated once per run; "
                                         "vary the seed for more samples")
         return upsample_box(path, lr_spec, out_path, settings, tile=tile, core=core, seed=seed,
-                            batch_size=batch_size, resume=resume, force=force, comm=comm)
+                            batch_size=batch_size, resume=resume, force=force, comm=comm, loaded=loaded)
     if source.n < tile:
         raise InputError(str(source.spec), f"box of {source.n}^3 HR voxels is smaller than the "
                                            f"model's tile {tile}^3")

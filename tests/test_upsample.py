@@ -77,14 +77,18 @@ def test_upsample_bad_input(tmp_path, model_file, capsys):
     assert missing == 2 and "does not exist" in capsys.readouterr().err
 
 
-def test_upsample_larger_box_goes_to_outpainting(tmp_path, model_file):
+def test_upsample_larger_box_goes_to_outpainting(tmp_path, model_file, monkeypatch):
     lr = write_lr(tmp_path / "lr.h5", lognormal_tiles(7, 1, n=32)[0], box_size=64.0)
     out = tmp_path / "sr.h5"
+    reads = []
+    read_checkpoint = ckpt.read_checkpoint
+    monkeypatch.setattr(ckpt, "read_checkpoint", lambda path: reads.append(path) or read_checkpoint(path))
     assert main(["upsample", "--model", str(model_file), "--lr", str(lr), "--out", str(out),
                  "--steps", "1", "--batch", "64"]) == 0
     with h5py.File(out, "r") as f:
         assert f["sr"].shape == (1, 32, 32, 32)
         assert json.loads(f.attrs["generation"]) == GenerationSettings("dpmpp-2m", 1, void_map=False).to_dict()
+    assert reads == [str(model_file)]    # the checkpoint is read once, not again by the outpainting
 
 
 def test_one_tile_and_outpainted_outputs_record_the_same_provenance(tmp_path, model_file):
