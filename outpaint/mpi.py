@@ -67,7 +67,8 @@ def run_lock(comm, out_path):
     """Hold the lock of output ``out_path`` (sims.outputs) on every rank for the block: rank 0
     takes it exclusively, which fails while any process of another run holds it, then shares it
     with the other ranks, so that it stays held while any rank of this run lives (mpiexec may
-    return before an aborted rank has died). InputError on every rank when it is held."""
+    return before an aborted rank has died; the last holder removes the lock file,
+    sims.outputs.release). InputError on every rank when it is held."""
     rank, fd, refused = comm.Get_rank(), None, None
     if rank == 0:
         try:
@@ -79,11 +80,17 @@ def run_lock(comm, out_path):
         raise InputError(*refused)
     if rank != 0:
         fd = acquire(out_path, shared=True)          # shared with rank 0: never refused
-    comm.Barrier()                                   # every rank holds it before rank 0 may remove it
+    comm.Barrier()                                   # every rank holds it before any releases it
     try:
         yield
-    finally:
-        release(out_path, fd, remove=rank == 0)
+    except BaseException:
+        release(out_path, fd)
+        raise
+    if rank != 0:                                    # rank 0 last, so that it removes the file
+        release(out_path, fd)
+    comm.Barrier()
+    if rank == 0:
+        release(out_path, fd)
 
 
 def local_rank(comm):

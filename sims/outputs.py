@@ -117,15 +117,23 @@ def _flock(fd, operation, out_path):
     return True
 
 
-def release(out_path, fd, remove=True):
-    """Give up a lock from :func:`acquire` (``fd`` None: nothing to do); ``remove``: also remove
-    ``OUT.lock`` (the one holder that removes it must still hold the lock)."""
+def release(out_path, fd):
+    """Give up a lock from :func:`acquire` (``fd`` None: nothing to do), removing ``OUT.lock``
+    when no other process holds it: a holder that leaves first (a rank that failed while the
+    others of its run still write) leaves the file locked, so no new run can start until the last
+    holder is gone."""
     if fd is None:
         return
-    if remove:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)   # taken only when this is the last holder
         with contextlib.suppress(FileNotFoundError):
-            os.remove(lock_path(out_path))
-    os.close(fd)
+            if os.path.samestat(os.stat(lock_path(out_path)), os.fstat(fd)):
+                os.remove(lock_path(out_path))
+    except OSError as err:
+        if err.errno not in (errno.EWOULDBLOCK, errno.EAGAIN) + _NO_FLOCK:
+            raise
+    finally:
+        os.close(fd)
 
 
 @contextlib.contextmanager

@@ -64,6 +64,20 @@ def test_lock_output_is_exclusive_and_removed_afterwards(tmp_path):
             acquire(out)
     assert not os.path.exists(lock_path(out))
     fd = acquire(out, shared=True)
-    release(out, acquire(out, shared=True), remove=False)          # shared holders coexist
+    release(out, acquire(out, shared=True))          # shared holders coexist
     release(out, fd)
     assert not os.path.exists(lock_path(out))
+
+
+def test_the_lock_stays_while_any_holder_lives(tmp_path):
+    """A rank that fails first (rank 0 of an aborted run) must not free the output for a new run
+    while another rank of its run still holds the lock and writes."""
+    out = tmp_path / "sr.h5"
+    first, other = acquire(out, then_shared=True), acquire(out, shared=True)
+    release(out, first)
+    assert os.path.exists(lock_path(out))
+    with pytest.raises(InputError, match="another run is writing it"):
+        acquire(out)
+    release(out, other)
+    assert not os.path.exists(lock_path(out))
+    release(out, acquire(out))
