@@ -57,11 +57,10 @@ default-model: model-data
 # The packaged student (docs/distillation.md): the default model distilled into 2 consistency
 # steps, STUDENT_STEPS steps with the learning rate annealed, then its void map fitted on the
 # first training pair outpainted with it (emulator calibrate, docs/fidelity.md). Resumable like
-# the above. The shipped student was distilled from stage 2's model, before the density stage
-# (it needs `make default-model` first); STUDENT_TEACHER=emulator/default_model/model.pt
-# distils the shipped model instead.
+# the above. The teacher is the packaged model.pt (stage 3 with its void map, which distillation
+# does not use); STUDENT_TEACHER=$(MODEL_RUN)/density/model.pt distils a fresh `make default-model`.
 STUDENT_STEPS ?= 300
-STUDENT_TEACHER ?= $(MODEL_RUN)/finetune/model.pt
+STUDENT_TEACHER ?= emulator/default_model/model.pt
 student-model: model-data
 	$(BIN)/emulator train --data $(MODEL_RUN)/train --out $(MODEL_RUN)/student --resume $(TRAIN_RECIPE) \
 		--val-every 50 --steps $(STUDENT_STEPS) --learning-rate 2e-4 --lr-schedule cosine \

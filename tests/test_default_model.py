@@ -34,8 +34,12 @@ def test_default_model_is_shipped_small_and_as_documented(path):
     # the student: the default model distilled into 2 steps of its 5-step dpmpp-2m samples
     student = model.config.distill_steps, model.config.teacher_steps
     assert student == ((2, 5) if path == STUDENT else (0, 5))
-    # the model's last stage weighs its loss by the LR's density; the student learnt from the one before
+    # the model's last stage weighs its loss by the LR's density; the student learnt from that model
     assert model.config.density_weight == (0.0 if path == STUDENT else 1.0)
+    if path == STUDENT:
+        assert model.config.init_from.endswith(os.path.join("default_model", MODEL_FILE))
+    # both carry the void map of their own outpainting (emulator calibrate)
+    assert model.void_map is not None
 
 
 @pytest.mark.parametrize("path", SAMPLING)
