@@ -29,14 +29,17 @@ demo: $(STAMP)
 # with the band projection (v prediction). Stage 1 trains MODEL_STEPS steps at a constant learning
 # rate; stage 2 starts from its EMA weights and trains FINETUNE_STEPS more with the learning rate
 # annealed to 0 (cosine); stage 3 trains DENSITY_STEPS more from stage 2's EMA weights with the
-# loss weighted by the LR's density (--density-weight 1, docs/formulations.md), annealed; the
-# weights of its last step (--ema 0), sampled in 5 steps (--val-steps), go to model.pt with the
-# void map of its outpainting of the first training pair (emulator calibrate).
+# loss weighted by the LR's density (--density-weight 1, docs/formulations.md), annealed; stage 4
+# repeats it for DENSITY2_STEPS from the weights of stage 3's last step (a warm restart of the
+# annealing, seed 2); the weights of its last step (--ema 0), sampled in 5 steps (--val-steps),
+# go to model.pt with the void map of its outpainting of the first training pair (emulator calibrate).
 # Resumable: rerunning continues the runs in $(MODEL_RUN).
 MODEL_RUN ?= default_model_run
 MODEL_STEPS ?= 2000
 FINETUNE_STEPS ?= 850
 DENSITY_STEPS ?= 150
+DENSITY2_STEPS ?= 300
+DENSITY_RECIPE = --density-weight 1 --ema 0 --val-steps 5 --learning-rate 1e-4 --lr-schedule cosine
 TRAIN_RECIPE = --preset small --tile 32 --core 16 --batch 4 --ema 0.999 --val-every 100 --val-samples 2 \
 	--save-every 50 --log-every 10 --seed 0 --formulation residual --lr-band 0.5 --prediction v
 model-data: $(STAMP)
@@ -49,16 +52,19 @@ default-model: model-data
 	$(BIN)/emulator train --data $(MODEL_RUN)/train --out $(MODEL_RUN)/finetune --resume $(TRAIN_RECIPE) \
 		--steps $(FINETUNE_STEPS) --learning-rate 2e-4 --lr-schedule cosine --init-from $(MODEL_RUN)/run/model.pt
 	$(BIN)/emulator train --data $(MODEL_RUN)/train --out $(MODEL_RUN)/density --resume $(TRAIN_RECIPE) \
-		--steps $(DENSITY_STEPS) --learning-rate 1e-4 --lr-schedule cosine --init-from $(MODEL_RUN)/finetune/model.pt \
-		--density-weight 1 --ema 0 --seed 1 --val-every $(DENSITY_STEPS) --val-steps 5
-	OMP_NUM_THREADS=1 $(BIN)/mpiexec -n 2 $(BIN)/emulator calibrate --model $(MODEL_RUN)/density/model.pt \
+		--steps $(DENSITY_STEPS) --init-from $(MODEL_RUN)/finetune/model.pt $(DENSITY_RECIPE) --seed 1 \
+		--val-every $(DENSITY_STEPS)
+	$(BIN)/emulator train --data $(MODEL_RUN)/train --out $(MODEL_RUN)/density2 --resume $(TRAIN_RECIPE) \
+		--steps $(DENSITY2_STEPS) --init-from $(MODEL_RUN)/density/model.pt $(DENSITY_RECIPE) --seed 2 \
+		--val-every $(DENSITY2_STEPS)
+	OMP_NUM_THREADS=1 $(BIN)/mpiexec -n 2 $(BIN)/emulator calibrate --model $(MODEL_RUN)/density2/model.pt \
 		--data $(MODEL_RUN)/train --out emulator/default_model/model.pt --force
 
 # The packaged student (docs/distillation.md): the default model distilled into 2 consistency
 # steps, STUDENT_STEPS steps with the learning rate annealed, then its void map fitted on the
 # first training pair outpainted with it (emulator calibrate, docs/fidelity.md). Resumable like
-# the above. The teacher is the packaged model.pt (stage 3 with its void map, which distillation
-# does not use); STUDENT_TEACHER=$(MODEL_RUN)/density/model.pt distils a fresh `make default-model`.
+# the above. The teacher is the packaged model.pt (stage 4 with its void map, which distillation
+# does not use); STUDENT_TEACHER=$(MODEL_RUN)/density2/model.pt distils a fresh `make default-model`.
 STUDENT_STEPS ?= 300
 STUDENT_TEACHER ?= emulator/default_model/model.pt
 student-model: model-data
