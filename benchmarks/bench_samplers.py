@@ -228,7 +228,8 @@ def parse_args(argv=None):
     p.add_argument("--lr-fraction", type=float, default=0.5,
                    help="With LR consistency on, the band below this fraction of the LR Nyquist "
                         "comes from the LR (default 0.5).")
-    p.add_argument("--bf16", action="store_true", help="bf16 autocast of the network on CUDA.")
+    p.add_argument("--bf16", action="store_true", help="bf16 autocast of the network where the device computes bf16 natively "
+                        "(CUDA; a CPU with avx512_bf16 or AMX; float32 elsewhere).")
     p.add_argument("--batch", type=int, default=8, help="Tiles per network batch (default 8).")
     p.add_argument("--seed", type=int, default=0, help="Seed of the crop positions (default 0).")
     p.add_argument("--device", default=None, help="Torch device (default cuda when available, else cpu).")
