@@ -320,7 +320,9 @@ def run_gpu(presets, n, batch, repeats):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--presets", nargs="+", default=["tiny", "small", "paper"], help="U-Net presets to run.")
+    parser.add_argument("--presets", nargs="+", default=None,
+                        help="U-Net presets to run (default: tiny small paper; --cpu-inference, "
+                             "--allocator and --ceiling: small, the packaged model's).")
     parser.add_argument("--sizes", nargs="+", type=int, default=[32, 48], help="Cube side lengths in voxels.")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads.")
     parser.add_argument("--repeats", type=int, default=2, help="Timed calls after the warm-up (paper at 48^3 on CPU: 1).")
@@ -341,21 +343,23 @@ def main():
     parser.add_argument("--no-compile", dest="compile", action="store_false",
                         help="Leave torch.compile out of --cpu-inference (its compilation takes minutes).")
     args = parser.parse_args()
+    presets = args.presets or ["tiny", "small", "paper"]
+    single = args.presets[0] if args.presets else "small"
     if args.allocator:
-        run_allocator(args.presets[0], args.sizes[0], args.batch, args.threads, args.rounds)
+        run_allocator(single, args.sizes[0], args.batch, args.threads, args.rounds)
         return
     if args.ceiling:
-        run_ceiling(args.presets[0], args.sizes[0], args.batch, args.threads, args.rounds)
+        run_ceiling(single, args.sizes[0], args.batch, args.threads, args.rounds)
         return
     if args.cpu_inference:
         base = None
         for threads in sorted({args.threads, 1}, reverse=True):
-            base = run_cpu_inference(args.presets[0], args.sizes[0], threads, args.rounds, base, args.compile)
+            base = run_cpu_inference(single, args.sizes[0], threads, args.rounds, base, args.compile)
         return
     if not args.no_cpu:
-        run_cpu(args.presets, args.sizes, args.threads, args.repeats)
+        run_cpu(presets, args.sizes, args.threads, args.repeats)
     if not args.no_gpu and torch.cuda.is_available():
-        run_gpu(args.presets, max(args.sizes), args.gpu_batch, max(args.repeats, 5))
+        run_gpu(presets, max(args.sizes), args.gpu_batch, max(args.repeats, 5))
 
 
 if __name__ == "__main__":
