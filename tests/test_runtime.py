@@ -2,6 +2,7 @@
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from emulator.runtime import hold_freed_memory
@@ -36,9 +37,11 @@ def page_faults(mode):
 def test_network_passes_reuse_freed_memory():
     """Without the setting every pass maps its activations afresh and faults their pages in (a
     4 x 8 x 32^3 float32 activation is 4 MiB, 1024 pages; a pass has several); with it, once the
-    heap holds the working set (after one or two passes) a pass faults in nothing. Compared pass
-    by pass at the least of passes 2-6, which does not move with the kernel's state as totals
-    do (on one machine: plain 7,000-30,000 per pass, held 0 from the third pass on)."""
+    heap holds the working set (after two to four passes) a pass faults in nothing. Over passes
+    2-6, which do not move with the kernel's state as totals do: the plain passes' median (glibc's
+    own raising of its mmap threshold may let one plain pass reuse the heap) against the held
+    passes' least (on two machines: plain 7,000-55,000 per pass with one pass at 1,024 once,
+    held 0 from the third or fourth pass on)."""
     plain, held = page_faults("plain")[1:], page_faults("hold")[1:]
-    assert min(plain) > 2 * 1024
+    assert np.median(plain) > 2 * 1024
     assert min(held) < 512
