@@ -300,7 +300,7 @@ def upsample_box(model, lr_spec, out_path, settings=GenerationSettings(), *, til
     model_name = None
     if model is not None:
         model_name = os.path.abspath(find_model(model))
-        loaded = loaded or load_model(model_name, device=device_for_rank(comm))
+        loaded = loaded if loaded is not None else load_model(model_name, device=device_for_rank(comm))
         settings = settings.for_model(loaded)
         sampling_plan(loaded, settings)
     elif tile_generator is None:

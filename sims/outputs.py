@@ -125,13 +125,10 @@ def release(out_path, fd):
     if fd is None:
         return
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)   # taken only when this is the last holder
-        with contextlib.suppress(FileNotFoundError):
-            if os.path.samestat(os.stat(lock_path(out_path)), os.fstat(fd)):
+        with contextlib.suppress(InputError, FileNotFoundError):     # InputError: another holder
+            if _flock(fd, fcntl.LOCK_EX, out_path) and os.path.samestat(os.stat(lock_path(out_path)),
+                                                                        os.fstat(fd)):
                 os.remove(lock_path(out_path))
-    except OSError as err:
-        if err.errno not in (errno.EWOULDBLOCK, errno.EAGAIN) + _NO_FLOCK:
-            raise
     finally:
         os.close(fd)
 
