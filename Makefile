@@ -31,14 +31,15 @@ demo: $(STAMP)
 # annealed to 0 (cosine); stage 3 trains DENSITY_STEPS more from stage 2's EMA weights with the
 # loss weighted by the LR's density (--density-weight 1, docs/formulations.md), annealed; stage 4
 # repeats it for DENSITY2_STEPS from the weights of stage 3's last step (a warm restart of the
-# annealing, seed 2); the weights of its last step (--ema 0), sampled in 5 steps (--val-steps),
-# go to model.pt with the void map of its outpainting of the first training pair (emulator calibrate).
+# annealing, seed 2) and stage 5 once more for DENSITY3_STEPS from stage 4's (seed 3); the weights
+# of its last step (--ema 0), sampled in 5 steps (--val-steps), go to model.pt with the void map of its outpainting of the first training pair (emulator calibrate).
 # Resumable: rerunning continues the runs in $(MODEL_RUN).
 MODEL_RUN ?= default_model_run
 MODEL_STEPS ?= 2000
 FINETUNE_STEPS ?= 850
 DENSITY_STEPS ?= 150
 DENSITY2_STEPS ?= 300
+DENSITY3_STEPS ?= 300
 DENSITY_RECIPE = --density-weight 1 --ema 0 --val-steps 5 --learning-rate 1e-4 --lr-schedule cosine
 TRAIN_RECIPE = --preset small --tile 32 --core 16 --batch 4 --ema 0.999 --val-every 100 --val-samples 2 \
 	--save-every 50 --log-every 10 --seed 0 --formulation residual --lr-band 0.5 --prediction v
@@ -57,14 +58,17 @@ default-model: model-data
 	$(BIN)/emulator train --data $(MODEL_RUN)/train --out $(MODEL_RUN)/density2 --resume $(TRAIN_RECIPE) \
 		--steps $(DENSITY2_STEPS) --init-from $(MODEL_RUN)/density/model.pt $(DENSITY_RECIPE) --seed 2 \
 		--val-every $(DENSITY2_STEPS)
-	OMP_NUM_THREADS=1 $(BIN)/mpiexec -n 2 $(BIN)/emulator calibrate --model $(MODEL_RUN)/density2/model.pt \
+	$(BIN)/emulator train --data $(MODEL_RUN)/train --out $(MODEL_RUN)/density3 --resume $(TRAIN_RECIPE) \
+		--steps $(DENSITY3_STEPS) --init-from $(MODEL_RUN)/density2/model.pt $(DENSITY_RECIPE) --seed 3 \
+		--val-every $(DENSITY3_STEPS)
+	OMP_NUM_THREADS=1 $(BIN)/mpiexec -n 2 $(BIN)/emulator calibrate --model $(MODEL_RUN)/density3/model.pt \
 		--data $(MODEL_RUN)/train --out emulator/default_model/model.pt --force
 
 # The packaged student (docs/distillation.md): the default model distilled into 2 consistency
 # steps, STUDENT_STEPS steps with the learning rate annealed, then its void map fitted on the
 # first training pair outpainted with it (emulator calibrate, docs/fidelity.md). Resumable like
-# the above. The teacher is the packaged model.pt (stage 4 with its void map, which distillation
-# does not use); STUDENT_TEACHER=$(MODEL_RUN)/density2/model.pt distils a fresh `make default-model`.
+# the above. The teacher is the packaged model.pt (stage 5 with its void map, which distillation
+# does not use); STUDENT_TEACHER=$(MODEL_RUN)/density3/model.pt distils a fresh `make default-model`.
 STUDENT_STEPS ?= 300
 STUDENT_TEACHER ?= emulator/default_model/model.pt
 student-model: model-data
