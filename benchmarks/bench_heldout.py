@@ -53,15 +53,20 @@ def outpaint_samples(model_file, pair, samples, args, work):
     for seed in range(1, samples + 1):
         out = os.path.join(work, f"sr_{seed}.h5")
         if args.ranks > 1:
-            own = [f"--{name}={value}" for name, value in (("sampler", args.sampler), ("steps", args.steps))
+            own = [f"--{name}={value}" for name, value in (("sampler", args.sampler), ("steps", args.steps),
+                                                            ("lr-consistency", args.lr_consistency))
                    if value is not None]
+            own += [f"--{'' if on else 'no-'}{name}" for name, on in
+                    (("mass-conservation", args.mass_conservation), ("void-map", args.void_map))]
             command = [os.path.join(os.path.dirname(sys.executable), "mpiexec"), "-n", str(args.ranks),
                        os.path.join(os.path.dirname(sys.executable), "emulator"), "upsample",
                        "--model", model_file, "--lr", f"{pair}:lr", "--out", out, "--seed", str(seed),
                        "--batch", str(args.batch), "--force", *own]
             subprocess.run(command, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
         else:
-            upsample_box(model_file, f"{pair}:lr", out, GenerationSettings(args.sampler, args.steps),
+            settings = GenerationSettings(args.sampler, args.steps, lr_consistency=args.lr_consistency,
+                                          mass_conservation=args.mass_conservation, void_map=args.void_map)
+            upsample_box(model_file, f"{pair}:lr", out, settings,
                          seed=seed, batch_size=args.batch, force=True)
         fields.append(read_field(f"{out}:sr", index=0).data)
     return fields, time.perf_counter() - start
@@ -154,6 +159,13 @@ def main(argv=None):
     p.add_argument("--samples", type=int, default=2, help="Outpainted samples per box and model.")
     p.add_argument("--sampler", default=None, help="Default: each model's own (GenerationSettings.for_model).")
     p.add_argument("--steps", type=int, default=None, help="Default: each model's own.")
+    p.add_argument("--lr-consistency", type=float, default=None, metavar="F",
+                   help="The LR's band below F times its Nyquist (emulator upsample's option; default: "
+                        "each model's trained band).")
+    p.add_argument("--mass-conservation", action=argparse.BooleanOptionalAction, default=True,
+                   help="Each tile's generated voxels hold the LR's mass (emulator upsample's option).")
+    p.add_argument("--void-map", action=argparse.BooleanOptionalAction, default=True,
+                   help="The models' void maps, where they carry one (emulator upsample's option).")
     p.add_argument("--batch", type=int, default=8, help="Tiles per network batch.")
     p.add_argument("--ranks", type=int, default=1,
                    help="Outpaint with mpiexec on this many ranks of one thread (1: in this process).")
@@ -189,7 +201,10 @@ def main(argv=None):
     rows = {name: figures(c, k_lr) for name, c in combined.items()}
     for label, values in seconds.items():
         rows[label]["s/tile"] = float(np.mean(values))
-    sampling = f"{args.sampler or 'its own sampler'}, {args.steps or 'its own'} steps"
+    sampling = f"{args.sampler or 'its own sampler'}, {args.steps or 'its own'} steps" + (
+        f", LR band {args.lr_consistency}" if args.lr_consistency is not None else "") + "".join(
+        f", no {name}" for name, on in (("mass conservation", args.mass_conservation),
+                                        ("void map", args.void_map)) if not on)
     print(f"{len(args.pairs)} held-out box(es), {args.samples} sample(s) each, {sampling}; "
           f"LR particle Nyquist {k_lr:.2f} h/Mpc")
     print_tables(rows, combined, k_lr)
