@@ -28,18 +28,16 @@ demo: $(STAMP)
 # pairs (seeds 100-103), the small U-Net on 32^3 crops generating the HR's residual from the LR
 # with the band projection (v prediction). Stage 1 trains MODEL_STEPS steps at a constant learning
 # rate; stage 2 starts from its EMA weights and trains FINETUNE_STEPS more with the learning rate
-# annealed to 0 (cosine); stage 3 trains DENSITY_STEPS more from stage 2's EMA weights with the
-# loss weighted by the LR's density (--density-weight 1, docs/formulations.md), annealed; stage 4
-# repeats it for DENSITY2_STEPS from the weights of stage 3's last step (a warm restart of the
-# annealing, seed 2) and stage 5 once more for DENSITY3_STEPS from stage 4's (seed 3); the weights
-# of its last step (--ema 0), sampled in 5 steps (--val-steps), go to model.pt with the void map of its outpainting of the first training pair (emulator calibrate).
+# annealed to 0 (cosine); then one density stage per entry of DENSITY_STAGES (its steps), each
+# from the weights of the stage before with the loss weighted by the LR's density
+# (--density-weight 1, docs/formulations.md) and the learning rate annealed again (a warm
+# restart), density stage i in $(MODEL_RUN)/density<i> with seed i; the weights of the last
+# one's last step (--ema 0), sampled in 5 steps (--val-steps), go to model.pt with the void map of its outpainting of the first training pair (emulator calibrate).
 # Resumable: rerunning continues the runs in $(MODEL_RUN).
 MODEL_RUN ?= default_model_run
 MODEL_STEPS ?= 2000
 FINETUNE_STEPS ?= 850
-DENSITY_STEPS ?= 150
-DENSITY2_STEPS ?= 300
-DENSITY3_STEPS ?= 300
+DENSITY_STAGES ?= 150 300 300 300
 DENSITY_RECIPE = --density-weight 1 --ema 0 --val-steps 5 --learning-rate 1e-4 --lr-schedule cosine
 TRAIN_RECIPE = --preset small --tile 32 --core 16 --batch 4 --ema 0.999 --val-every 100 --val-samples 2 \
 	--save-every 50 --log-every 10 --seed 0 --formulation residual --lr-band 0.5 --prediction v
@@ -52,23 +50,19 @@ default-model: model-data
 		--steps $(MODEL_STEPS) --learning-rate 2e-4
 	$(BIN)/emulator train --data $(MODEL_RUN)/train --out $(MODEL_RUN)/finetune --resume $(TRAIN_RECIPE) \
 		--steps $(FINETUNE_STEPS) --learning-rate 2e-4 --lr-schedule cosine --init-from $(MODEL_RUN)/run/model.pt
-	$(BIN)/emulator train --data $(MODEL_RUN)/train --out $(MODEL_RUN)/density --resume $(TRAIN_RECIPE) \
-		--steps $(DENSITY_STEPS) --init-from $(MODEL_RUN)/finetune/model.pt $(DENSITY_RECIPE) --seed 1 \
-		--val-every $(DENSITY_STEPS)
-	$(BIN)/emulator train --data $(MODEL_RUN)/train --out $(MODEL_RUN)/density2 --resume $(TRAIN_RECIPE) \
-		--steps $(DENSITY2_STEPS) --init-from $(MODEL_RUN)/density/model.pt $(DENSITY_RECIPE) --seed 2 \
-		--val-every $(DENSITY2_STEPS)
-	$(BIN)/emulator train --data $(MODEL_RUN)/train --out $(MODEL_RUN)/density3 --resume $(TRAIN_RECIPE) \
-		--steps $(DENSITY3_STEPS) --init-from $(MODEL_RUN)/density2/model.pt $(DENSITY_RECIPE) --seed 3 \
-		--val-every $(DENSITY3_STEPS)
-	OMP_NUM_THREADS=1 $(BIN)/mpiexec -n 2 $(BIN)/emulator calibrate --model $(MODEL_RUN)/density3/model.pt \
+	set -e; from=$(MODEL_RUN)/finetune; stage=1; for steps in $(DENSITY_STAGES); do \
+		$(BIN)/emulator train --data $(MODEL_RUN)/train --out $(MODEL_RUN)/density$$stage --resume \
+			$(TRAIN_RECIPE) --steps $$steps --init-from $$from/model.pt $(DENSITY_RECIPE) --seed $$stage \
+			--val-every $$steps; \
+		from=$(MODEL_RUN)/density$$stage; stage=$$((stage + 1)); done; \
+	OMP_NUM_THREADS=1 $(BIN)/mpiexec -n 2 $(BIN)/emulator calibrate --model $$from/model.pt \
 		--data $(MODEL_RUN)/train --out emulator/default_model/model.pt --force
 
 # The packaged student (docs/distillation.md): the default model distilled into 2 consistency
 # steps, STUDENT_STEPS steps with the learning rate annealed, then its void map fitted on the
 # first training pair outpainted with it (emulator calibrate, docs/fidelity.md). Resumable like
-# the above. The teacher is the packaged model.pt (stage 5 with its void map, which distillation
-# does not use); STUDENT_TEACHER=$(MODEL_RUN)/density3/model.pt distils a fresh `make default-model`.
+# the above. The teacher is the packaged model.pt (stage 6 with its void map, which distillation
+# does not use); STUDENT_TEACHER=$(MODEL_RUN)/density4/model.pt distils a fresh `make default-model`.
 STUDENT_STEPS ?= 300
 STUDENT_TEACHER ?= emulator/default_model/model.pt
 student-model: model-data
