@@ -32,7 +32,8 @@ demo: $(STAMP)
 # from the weights of the stage before with the loss weighted by the LR's density
 # (--density-weight 1, docs/formulations.md) and the learning rate annealed again (a warm
 # restart), density stage i in $(MODEL_RUN)/density<i> with seed i; the weights of the last
-# one's last step (--ema 0), sampled in 5 steps (--val-steps), go to model.pt with the void map of its outpainting of the first training pair (emulator calibrate).
+# one's last step (--ema 0), sampled in 5 steps (--val-steps), go to model.pt with the void map
+# of its outpainting of the first training pair (emulator calibrate).
 # Resumable: rerunning continues the runs in $(MODEL_RUN).
 MODEL_RUN ?= default_model_run
 MODEL_STEPS ?= 2000

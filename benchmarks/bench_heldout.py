@@ -56,8 +56,7 @@ def outpaint_samples(model_file, pair, samples, args, work):
             own = [f"--{name}={value}" for name, value in (("sampler", args.sampler), ("steps", args.steps),
                                                             ("lr-consistency", args.lr_consistency))
                    if value is not None]
-            own += [f"--{'' if on else 'no-'}{name}" for name, on in
-                    (("mass-conservation", args.mass_conservation), ("void-map", args.void_map))]
+            own += [f"--{'' if on else 'no-'}{name}" for name, on in switches(args)]
             command = [os.path.join(os.path.dirname(sys.executable), "mpiexec"), "-n", str(args.ranks),
                        os.path.join(os.path.dirname(sys.executable), "emulator"), "upsample",
                        "--model", model_file, "--lr", f"{pair}:lr", "--out", out, "--seed", str(seed),
@@ -70,6 +69,11 @@ def outpaint_samples(model_file, pair, samples, args, work):
                          seed=seed, batch_size=args.batch, force=True)
         fields.append(read_field(f"{out}:sr", index=0).data)
     return fields, time.perf_counter() - start
+
+
+def switches(args):
+    """(emulator upsample's flag name, on) of the post-processing steps ``args`` turns on or off."""
+    return ("mass-conservation", args.mass_conservation), ("void-map", args.void_map)
 
 
 def transfer_of(model, train_pairs):
@@ -201,11 +205,11 @@ def main(argv=None):
     rows = {name: figures(c, k_lr) for name, c in combined.items()}
     for label, values in seconds.items():
         rows[label]["s/tile"] = float(np.mean(values))
-    sampling = f"{args.sampler or 'its own sampler'}, {args.steps or 'its own'} steps" + (
-        f", LR band {args.lr_consistency}" if args.lr_consistency is not None else "") + "".join(
-        f", no {name}" for name, on in (("mass conservation", args.mass_conservation),
-                                        ("void map", args.void_map)) if not on)
-    print(f"{len(args.pairs)} held-out box(es), {args.samples} sample(s) each, {sampling}; "
+    sampling = [f"{args.sampler or 'its own sampler'}, {args.steps or 'its own'} steps"]
+    if args.lr_consistency is not None:
+        sampling.append(f"LR band {args.lr_consistency}")
+    sampling += [f"no {name.replace('-', ' ')}" for name, on in switches(args) if not on]
+    print(f"{len(args.pairs)} held-out box(es), {args.samples} sample(s) each, {', '.join(sampling)}; "
           f"LR particle Nyquist {k_lr:.2f} h/Mpc")
     print_tables(rows, combined, k_lr)
     if args.json:
