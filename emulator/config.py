@@ -50,7 +50,12 @@ LR_SCHEDULES = ("constant", "cosine")
 """Learning-rate schedules of training (emulator.train.learning_rate_at)."""
 MODEL_FIELDS = ("preset", "model_overrides", "tile", "core", "schedule", "prediction", "formulation",
                 "lr_band", "norm_eps")
-"""Fields that define what a trained network computes: a warm start (``init_from``) needs them equal."""
+"""Fields that define what a trained network computes: a warm start (``init_from``) needs them equal,
+except those in RETUNABLE_FIELDS."""
+RETUNABLE_FIELDS = ("lr_band",)
+"""MODEL_FIELDS a diffusion model's warm start may change: the band is a projection of the
+network's estimate (emulator.formulation), not part of its weights, so a fine-tune can move it. A
+student keeps its teacher's, whose samples it learns."""
 
 RESUMABLE_FIELDS = frozenset({"data", "steps", "val_every", "save_every", "log_every", "num_workers"})
 """Fields that may change between an interrupted run and its ``--resume``."""
@@ -79,7 +84,8 @@ class TrainConfig:
     lr_schedule: "constant", or "cosine" (from learning_rate at step 0 to 0 at ``steps``).
     init_from: a model checkpoint (training or inference) whose EMA weights, normalisation and
         formulation statistics start the run, with a fresh optimiser ("": weights from ``seed``);
-        its MODEL_FIELDS must equal this configuration's.
+        its MODEL_FIELDS must equal this configuration's (a diffusion model may change
+        RETUNABLE_FIELDS).
     distill_steps: 0 for a diffusion model; N >= 1 distils the model ``init_from`` (the teacher)
         into a student that samples in N steps (emulator.distill).
     teacher_steps: dpmpp-2m steps of the teacher whose samples the student learns.

@@ -24,7 +24,7 @@ import json
 import math
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -33,7 +33,7 @@ from tqdm import tqdm
 
 from emulator import checkpoint as ckpt
 from emulator import distill
-from emulator.config import MODEL_FIELDS
+from emulator.config import MODEL_FIELDS, RETUNABLE_FIELDS
 from emulator.data import CropDataset, StepBatches, find_pair_files, load_pairs, split_pairs
 from emulator.denoiser import Denoiser, condition_channels, denoising_loss
 from emulator.formulation import band_modes, fit_formulation
@@ -222,12 +222,14 @@ def restore(path, run):
 def warm_start(run):
     """Start ``run`` from the EMA weights, normalisation and formulation statistics of the model
     checkpoint ``config.init_from``, after checking that it computes the same kind of network on
-    data of the same grid spacing."""
+    data of the same grid spacing. A diffusion model may move the LR band (RETUNABLE_FIELDS): its
+    formulation takes the configuration's band."""
     cfg = run.meta.config
     path = ckpt.find_model(cfg.init_from, "init_from")
     source = ckpt.load_model(path)
     old, new = source.config.to_dict(), cfg.to_dict()
-    changed = [k for k in MODEL_FIELDS if old[k] != new[k]]
+    retunable = () if cfg.distill_steps else RETUNABLE_FIELDS
+    changed = [k for k in MODEL_FIELDS if old[k] != new[k] and k not in retunable]
     if changed:
         detail = "; ".join(f"{k}: {old[k]!r} -> {new[k]!r}" for k in changed)
         raise InputError(path, f"cannot start from this model: its configuration differs ({detail})")
@@ -239,7 +241,8 @@ def warm_start(run):
     ckpt.load_weights(run.net, weights, path, "EMA")
     ckpt.load_weights(run.ema, weights, path, "EMA")
     run.meta = ckpt.ModelMeta(config=cfg, spacing=run.meta.spacing, lr_spacing=run.meta.lr_spacing,
-                              normalization=source.normalization, formulation=source.formulation,
+                              normalization=source.normalization,
+                              formulation=replace(source.formulation, lr_band=cfg.lr_band),
                               lr_transfer=run.meta.lr_transfer)
 
 

@@ -304,7 +304,28 @@ def test_warm_start_takes_the_models_weights_and_statistics(data_dir, tmp_path):
     assert not torch.equal(next(iter(fresh.net.parameters())), next(iter(run.net.parameters())))
 
 
-@pytest.mark.parametrize("change", [{"core": 10}, {"prediction": "eps"}, {"lr_band": 0.0}])
+def test_a_warm_start_may_move_the_band_of_a_diffusion_model_but_not_of_a_student(data_dir, tmp_path):
+    """The band is a projection of the network's estimate, not a weight: a fine-tune from a model of
+    band 0.5 at band 0.7 keeps its weights and residual statistics and trains and saves at 0.7; a
+    student must keep its teacher's band."""
+    source_config = tiny_config(data_dir, steps=1, formulation="residual", lr_band=0.5)
+    train(source_config, str(tmp_path / "a"), progress=False)
+    source = load_model(tmp_path / "a" / "model.pt")
+    config = source_config.replace(init_from=str(tmp_path / "a" / "model.pt"), lr_band=0.7)
+    run = open_run(config, str(tmp_path / "b"), False, [read_pair_box(f) for f in
+                                                        sorted(glob.glob(data_dir + "/*.h5"))[:1]], "cpu")
+    for name, value in source.net.state_dict().items():
+        assert torch.equal(run.net.state_dict()[name], value), name
+    assert (run.meta.formulation.shift, run.meta.formulation.scale) == (source.formulation.shift,
+                                                                       source.formulation.scale)
+    assert run.meta.formulation.lr_band == 0.7 != source.formulation.lr_band
+    train(config, str(tmp_path / "b"), progress=False)
+    assert load_model(tmp_path / "b" / "model.pt").formulation.lr_band == 0.7
+    with pytest.raises(InputError, match="model.pt.*lr_band: 0.5 -> 0.7"):
+        train(config.replace(distill_steps=1, teacher_steps=2), str(tmp_path / "c"), progress=False)
+
+
+@pytest.mark.parametrize("change", [{"core": 10}, {"prediction": "eps"}, {"norm_eps": 0.2}])
 def test_warm_start_from_another_kind_of_model_is_refused(data_dir, tmp_path, change):
     train(tiny_config(data_dir, steps=1), str(tmp_path / "a"), progress=False)
     config = tiny_config(data_dir, init_from=str(tmp_path / "a" / "model.pt"), **change)

@@ -23,7 +23,8 @@ OPTIONS = (
                                                "(a model.pt, e.g. the packaged default, or a run's "
                                                "checkpoint.pt) with a fresh optimiser; the network, "
                                                "tile, schedule and formulation options must match "
-                                               "its own. Empty: initial weights from --seed."),
+                                               "its own (a diffusion model may change --lr-band). "
+                                               "Empty: initial weights from --seed."),
     ("--distill-steps", "distill_steps", int, "N", "Distil the --init-from model (the teacher) into a "
                                                    "student that samples in N steps with the "
                                                    "'consistency' sampler (0: train a diffusion model)."),
