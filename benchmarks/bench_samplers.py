@@ -100,12 +100,12 @@ def held_out_crops(paths, model, crops, seed):
     return np.stack(lr), np.stack(hr)
 
 
-def sample_spectra(model, lr, hr, n_seeds, settings, batch):
-    """Generate ``n_seeds`` samples of every crop (seed c * n_seeds + s for crop c, sample s);
-    returns ({mass: (P(k), r(k) with the truth)} for mass off (False) and on (True), each
-    (C, S, nbins), and seconds per sample."""
+def sample_spectra(model, lr, hr, n_seeds, settings, batch, first_seed=0):
+    """Generate ``n_seeds`` samples of every crop (seed first_seed + c * n_seeds + s for crop c,
+    sample s); returns ({mass: (P(k), r(k) with the truth)} for mass off (False) and on (True),
+    each (C, S, nbins), and seconds per sample."""
     tiles = np.repeat(lr, n_seeds, axis=0)
-    seeds = list(range(len(tiles)))
+    seeds = list(range(first_seed, first_seed + len(tiles)))
     start = time.perf_counter()
     sr = generate_tiles(model, settings.replace(mass_conservation=False), tiles, None, None, seeds, batch)
     seconds = (time.perf_counter() - start) / len(tiles)
