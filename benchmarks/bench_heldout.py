@@ -83,7 +83,7 @@ def transfer_of(model, train_pairs):
     if not train_pairs:
         return None
     pairs = [read_pair(p)[:2] for p in train_pairs]
-    k, t = stats.fit_lr_transfer(pairs, float(read_pair(train_pairs[0])[2]["box_size"]))
+    k, t = stats.fit_transfer(pairs, float(read_pair(train_pairs[0])[2]["box_size"]))
     return {"k": k.tolist(), "t": t.tolist()}
 
 
@@ -190,7 +190,7 @@ def main(argv=None):
         box_size = float(attrs["box_size"])
         baselines = {"LR as is": lr}
         if transfer:
-            baselines["LR x T(k)"] = stats.apply_lr_transfer(lr, box_size, np.asarray(transfer["k"]),
+            baselines["LR x T(k)"] = stats.apply_transfer(lr, box_size, np.asarray(transfer["k"]),
                                                              np.asarray(transfer["t"]))
         for name, field in baselines.items():
             per_box[name].append(box_statistics(hr, [field], lr, box_size, first.core))

@@ -41,7 +41,7 @@ from emulator.generate import generate_tiles, native_bf16
 from emulator.normalization import fit_normalization
 from sims.errors import InputError
 from sims.outputs import write_text
-from sims.stats import band_figures, cross_power, fit_lr_transfer, k_nyquist, power_spectrum, ratio_r
+from sims.stats import band_figures, cross_power, fit_transfer, k_nyquist, power_spectrum, ratio_r
 
 STREAM_NOISE, STREAM_VAL, STREAM_VAL_SEEDS = 2, 1, 3
 
@@ -175,12 +175,12 @@ class Run:
 
 
 def lr_transfer(train_boxes):
-    """T(k) of the linear emulator (sims.stats.fit_lr_transfer) on the training pairs, as
+    """T(k) of the linear emulator (sims.stats.fit_transfer) on the training pairs, as
     {"k": [h/Mpc], "t": [...]}; None when the boxes differ in size (no common k bins)."""
     box = train_boxes[0]
     if any(b.hr.shape != box.hr.shape or b.box_size != box.box_size for b in train_boxes):
         return None
-    k, t = fit_lr_transfer([(b.lr, b.hr) for b in train_boxes], box.box_size)
+    k, t = fit_transfer([(b.lr, b.hr) for b in train_boxes], box.box_size)
     return {"k": k.tolist(), "t": t.tolist()}
 
 

@@ -4,7 +4,7 @@ from emulator.checkpoint import find_model, load_model
 from emulator.data import find_pair_files
 from sims.errors import InputError
 from sims.pairfile import read_pair
-from sims.stats import fit_lr_transfer
+from sims.stats import fit_transfer
 from sims.validation import summary_table, validate_files
 
 
@@ -21,7 +21,7 @@ def transfer_from_model(path):
 
 def transfer_from_pairs(data_dir):
     """The ``lr_transfer`` dict ({"k": [h/Mpc], "t": [...], "source"}) fitted by
-    :func:`sims.stats.fit_lr_transfer` on every paired file of ``data_dir``, read one at a time;
+    :func:`sims.stats.fit_transfer` on every paired file of ``data_dir``, read one at a time;
     InputError naming the file whose LR is not on its HR grid or whose box size differs."""
     paths = find_pair_files(data_dir)
     box_size = float(read_pair(paths[0])[2]["box_size"])
@@ -37,7 +37,7 @@ def transfer_from_pairs(data_dir):
                                        f"{box_size} Mpc/h of {paths[0]}")
             yield lr, hr
 
-    k, t = fit_lr_transfer(pairs(), box_size)
+    k, t = fit_transfer(pairs(), box_size)
     return {"k": k.tolist(), "t": t.tolist(),
             "source": f"fitted on {len(paths)} training pairs in {data_dir}"}
 

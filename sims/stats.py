@@ -215,37 +215,40 @@ def band_figures(k, k_max, pk_ratio, r=None, r_reference=None):
     return figures
 
 
-def fit_lr_transfer(pairs, box_size, mas=None):
-    """Transfer function of the linear emulator, fitted on training pairs.
+def fit_transfer(pairs, box_size, mas=None):
+    """Transfer function from a predictor to the truth, fitted on training pairs (that of the
+    linear emulator when the predictor is the LR).
 
-    ``pairs``: a non-empty iterable of ``(lr, hr)`` overdensities, every field on one cubic grid
-    of side ``box_size`` [Mpc/h] (LR already on the HR grid). Returns ``(k, T)`` float64 on the
-    shells of :func:`power_spectrum`: ``k`` [h/Mpc] and T(k) = sqrt(sum_i P_HR,i / sum_i P_LR,i);
-    shells where the summed LR power vanishes give T = 0.
+    ``pairs``: a non-empty iterable of ``(predicted, truth)`` overdensities, e.g. ``(lr, hr)``,
+    every field on one cubic grid of side ``box_size`` [Mpc/h] (LR already on the HR grid).
+    Returns ``(k, T)`` float64 on the shells of :func:`power_spectrum`: ``k`` [h/Mpc] and
+    T(k) = sqrt(sum_i P_truth,i / sum_i P_predicted,i); shells where the summed predicted power
+    vanishes give T = 0.
     """
     box_size = check_box_size(box_size)
     mas = check_mas(mas)
-    p_lr = p_hr = 0.0
+    p_predicted = p_truth = 0.0
     shape = None
-    for i, (lr, hr) in enumerate(pairs):
-        lr, hr = check_pair(lr, hr, (f"pairs[{i}] lr", f"pairs[{i}] hr"))
-        if shape is not None and lr.shape != shape:
-            raise InputError(f"pairs[{i}]", f"grid {lr.shape} differs from that of pairs[0], {shape}")
-        shape = lr.shape
-        spec_lr = power_spectrum(lr, box_size, mas)
-        p_lr = p_lr + spec_lr.power
-        p_hr = p_hr + power_spectrum(hr, box_size, mas).power
+    for i, (predicted, truth) in enumerate(pairs):
+        predicted, truth = check_pair(predicted, truth, (f"pairs[{i}] predicted", f"pairs[{i}] truth"))
+        if shape is not None and predicted.shape != shape:
+            raise InputError(f"pairs[{i}]", f"grid {predicted.shape} differs from that of pairs[0], {shape}")
+        shape = predicted.shape
+        spectrum = power_spectrum(predicted, box_size, mas)
+        p_predicted = p_predicted + spectrum.power
+        p_truth = p_truth + power_spectrum(truth, box_size, mas).power
     if shape is None:
-        raise InputError("pairs", "need at least one (lr, hr) pair to fit T(k)")
-    return spec_lr.k, transfer_function(p_hr, p_lr, fill=0.0)
+        raise InputError("pairs", "need at least one (predicted, truth) pair to fit T(k)")
+    return spectrum.k, transfer_function(p_truth, p_predicted, fill=0.0)
 
 
-def apply_lr_transfer(field, box_size, k, t):
-    """The linear emulator: ``field`` (an LR overdensity on the output grid, side ``box_size``
-    [Mpc/h]) with every Fourier mode multiplied by T(|k|), returned as float32.
+def apply_transfer(field, box_size, k, t):
+    """``field`` (an overdensity on a cubic grid of side ``box_size`` [Mpc/h]; the LR on the
+    output grid for the linear emulator) with every Fourier mode multiplied by T(|k|), returned
+    as float32.
 
     T is interpolated linearly in |k| [h/Mpc] between the points ``(k, t)`` (increasing ``k``,
-    ``t`` >= 0, e.g. from :func:`fit_lr_transfer`) and held constant beyond their ends; the
+    ``t`` >= 0, e.g. from :func:`fit_transfer`) and held constant beyond their ends; the
     k = 0 mode is multiplied by 1, so the mean is kept. The result is then clipped at delta = -1
     (no negative densities), which raises the mean by the clipped amount.
     """

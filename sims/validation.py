@@ -31,7 +31,7 @@ def validate_fields(truth, preds, box_size, lr=None, mas=None, core=None, lr_tra
     deconvolve from every field (None, 'ngp', 'cic', 'tsc'); core: tile core size in cells for
     the seam statistic; lr_transfer: with ``lr``, None or the linear emulator's T(k) as
     ``{"k": [h/Mpc], "t": [...]}`` (optionally ``"source"``: where it was fitted), fitted on
-    training pairs (:func:`sims.stats.fit_lr_transfer`). Keys: those of the sections below
+    training pairs (:func:`sims.stats.fit_transfer`). Keys: those of the sections below
     (:func:`_spectra_section`, ...); calibration is added for K >= 2 samples, ``seam`` when ``core`` is given,
     ``pk_lr``/``r_lr`` and ``baselines`` (:func:`_lr_section`) with ``lr``.
     """
@@ -162,7 +162,7 @@ def _lr_section(truth, lr, box_size, mas, lr_transfer=None):
     """P(k) of the LR field and its r(k) with the truth up to the LR grid's Nyquist (NaN above),
     and ``baselines``: the trivial predictors of the truth, "lr" (the LR on the truth's grid as
     it is) and, given ``lr_transfer``, "lr_transfer" (it times T(k),
-    :func:`sims.stats.apply_lr_transfer`), each with pk, pk_ratio, r on every shell (no cut at the
+    :func:`sims.stats.apply_transfer`), each with pk, pk_ratio, r on every shell (no cut at the
     LR Nyquist: a predictor of the truth is judged on all its k) and the summary figures."""
     lr = stats.check_field(lr, "lr")
     n_lr, n = lr.shape[0], truth.shape[0]
@@ -170,7 +170,7 @@ def _lr_section(truth, lr, box_size, mas, lr_transfer=None):
     predictors = {"lr": on_grid}
     if lr_transfer is not None:
         k_t, t = _transfer_points(lr_transfer)
-        predictors["lr_transfer"] = stats.apply_lr_transfer(on_grid, box_size, k_t, t)
+        predictors["lr_transfer"] = stats.apply_transfer(on_grid, box_size, k_t, t)
     ens = stats.ensemble(truth, list(predictors.values()), box_size, mas)
     beyond = ens.k >= stats.k_nyquist(min(n_lr, n), box_size)
     k_nyq = stats.k_nyquist(n, box_size)

@@ -162,12 +162,12 @@ def test_band_figures_summarise_the_shells_below_k_max():
     assert stats.band_figures(k, 0.05, ratio, r) is None
 
 
-def test_fit_lr_transfer_sums_the_powers_of_all_pairs_before_the_ratio():
+def test_fit_transfer_sums_the_powers_of_all_pairs_before_the_ratio():
     """Pairs (d, 2 d) and (2 d', 6 d') with d' a rolled copy of d (same P): T^2 = (4 + 36) / (1 + 4)
     = 8 in every shell, where a mean of the pairs' T^2 would give 6.5 and a mean of T 2.5."""
     d = white_noise(16, 1.0, seed=21)
     d2 = 2 * np.roll(d, (3, 5, 7), axis=(0, 1, 2))
-    k, t = stats.fit_lr_transfer([(d, 2 * d), (d2, 3 * d2)], 40.0)
+    k, t = stats.fit_transfer([(d, 2 * d), (d2, 3 * d2)], 40.0)
     np.testing.assert_allclose(t, np.sqrt(8.0), rtol=1e-5)
     np.testing.assert_allclose(k, stats.power_spectrum(d, 40.0).k)
     assert k.dtype == t.dtype == np.float64
@@ -179,10 +179,10 @@ def test_linear_emulator_of_a_gaussian_smoothing_undoes_it():
     n, box, radius = 32, 64.0, 1.0  # R = half a cell: the kernel is 0.29 at k_Nyq, 0.025 at the corner
     hr = white_noise(n, 0.2, seed=22).astype(np.float64)
     lr = gaussian_smoothing(hr, box, radius)
-    k, t = stats.fit_lr_transfer([(lr, hr)], box)
+    k, t = stats.fit_transfer([(lr, hr)], box)
     below = k < stats.k_nyquist(n, box)
     np.testing.assert_allclose(t[below], np.exp(k[below] ** 2 * radius ** 2 / 2), rtol=0.01)
-    emulated = stats.apply_lr_transfer(lr, box, k, t)
+    emulated = stats.apply_transfer(lr, box, k, t)
     assert emulated.dtype == np.float32
     error, smoothing_error = np.std(emulated - hr), np.std(lr - hr)
     assert error < 0.01 * np.std(hr) and smoothing_error > 0.3 * np.std(hr)
@@ -190,7 +190,7 @@ def test_linear_emulator_of_a_gaussian_smoothing_undoes_it():
     np.testing.assert_allclose(ratio[below], 1.0, atol=0.015)
 
 
-def test_apply_lr_transfer_interpolates_linearly_in_k_and_holds_the_ends():
+def test_apply_transfer_interpolates_linearly_in_k_and_holds_the_ends():
     """Plane waves below, inside and beyond the points of a T linear in k are scaled by T(|k0|),
     t[0] and t[-1] respectively; the mean is kept."""
     n, box, mean = 16, 30.0, 0.25
@@ -202,15 +202,15 @@ def test_apply_lr_transfer_interpolates_linearly_in_k_and_holds_the_ends():
     for n0, gain in waves.items():
         wave = 0.1 * np.cos(2 * np.pi * x @ np.array(n0) / n)
         field, expected = field + wave, expected + gain * wave
-    out = stats.apply_lr_transfer(field.reshape(n, n, n), box, k, t)
+    out = stats.apply_transfer(field.reshape(n, n, n), box, k, t)
     np.testing.assert_allclose(out.ravel(), expected, atol=1e-6)
 
 
-def test_apply_lr_transfer_clips_at_minus_one():
+def test_apply_transfer_clips_at_minus_one():
     """T = 3 at every k != 0: delta -> mean + 3 (delta - mean), then clipped at -1."""
     n, box = 16, 20.0
     delta = np.exp(white_noise(n, 0.5, seed=23) - 0.125) - 1
-    out = stats.apply_lr_transfer(delta, box, [0.1, 1.0], [3.0, 3.0])
+    out = stats.apply_transfer(delta, box, [0.1, 1.0], [3.0, 3.0])
     expected = np.maximum(delta.mean() + 3 * (delta - delta.mean()), -1)
     assert np.any(expected == -1)
     np.testing.assert_allclose(out, expected, atol=1e-5)
@@ -219,13 +219,13 @@ def test_apply_lr_transfer_clips_at_minus_one():
 def test_lr_transfer_rejects_bad_input():
     good = white_noise(8, 1.0, seed=24)
     with pytest.raises(InputError, match="at least one"):
-        stats.fit_lr_transfer([], 10.0)
+        stats.fit_transfer([], 10.0)
     with pytest.raises(InputError, match="pairs\\[1\\]"):
-        stats.fit_lr_transfer([(good, good), (good[:4, :4, :4], good[:4, :4, :4])], 10.0)
+        stats.fit_transfer([(good, good), (good[:4, :4, :4], good[:4, :4, :4])], 10.0)
     with pytest.raises(InputError, match="lr_transfer"):
-        stats.apply_lr_transfer(good, 10.0, [1.0, 0.5], [1.0, 1.0])
+        stats.apply_transfer(good, 10.0, [1.0, 0.5], [1.0, 1.0])
     with pytest.raises(InputError, match="lr_transfer"):
-        stats.apply_lr_transfer(good, 10.0, [0.5, 1.0], [1.0])
+        stats.apply_transfer(good, 10.0, [0.5, 1.0], [1.0])
 
 
 @pytest.mark.parametrize("mas", ["ngp", "cic", "tsc"])

@@ -85,7 +85,7 @@ def smoothed_pair(seed):
 
 def fitted_transfer(seeds):
     """The ``lr_transfer`` dict fitted on the smoothed pairs of ``seeds`` (training pairs)."""
-    k, t = stats.fit_lr_transfer([smoothed_pair(s) for s in seeds], BOX)
+    k, t = stats.fit_transfer([smoothed_pair(s) for s in seeds], BOX)
     return {"k": k.tolist(), "t": t.tolist()}
 
 
