@@ -64,7 +64,8 @@ def outpaint_samples(model_file, pair, samples, args, work):
             subprocess.run(command, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
         else:
             settings = GenerationSettings(args.sampler, args.steps, lr_consistency=args.lr_consistency,
-                                          mass_conservation=args.mass_conservation, void_map=args.void_map)
+                                          mass_conservation=args.mass_conservation,
+                                          corner_filter=args.corner_filter, void_map=args.void_map)
             upsample_box(model_file, f"{pair}:lr", out, settings,
                          seed=seed, batch_size=args.batch, force=True)
         fields.append(read_field(f"{out}:sr", index=0).data)
@@ -73,7 +74,8 @@ def outpaint_samples(model_file, pair, samples, args, work):
 
 def switches(args):
     """(emulator upsample's flag name, on) of the post-processing steps ``args`` turns on or off."""
-    return ("mass-conservation", args.mass_conservation), ("void-map", args.void_map)
+    return (("mass-conservation", args.mass_conservation), ("corner-filter", args.corner_filter),
+            ("void-map", args.void_map))
 
 
 def transfer_of(model, train_pairs):
@@ -168,6 +170,8 @@ def main(argv=None):
                         "each model's trained band).")
     p.add_argument("--mass-conservation", action=argparse.BooleanOptionalAction, default=True,
                    help="Each tile's generated voxels hold the LR's mass (emulator upsample's option).")
+    p.add_argument("--corner-filter", action=argparse.BooleanOptionalAction, default=True,
+                   help="The models' corner transfers, where they carry one (emulator upsample's option).")
     p.add_argument("--void-map", action=argparse.BooleanOptionalAction, default=True,
                    help="The models' void maps, where they carry one (emulator upsample's option).")
     p.add_argument("--batch", type=int, default=8, help="Tiles per network batch.")

@@ -11,8 +11,8 @@ prediction type, ...), the resolved ``UNetConfig``, the HR grid spacing ``spacin
 [Mpc/h] of the training data, the LR's resolution ``lr_spacing`` = box_size / (LR particles per
 side, or LR grid where unrecorded) [Mpc/h], the normalisation, the formulation (what the network
 generates, emulator.formulation), the LR transfer function T(k) of the training pairs (the
-"linear emulator" baseline; None in older checkpoints) and the void map of the model's own output
-(outpaint.calibrate; None until fitted). A checkpoint older than formulations is a
+"linear emulator" baseline; None in older checkpoints), the corner transfer and the void map of
+the model's own output (outpaint.calibrate; None until fitted). A checkpoint older than formulations is a
 palette model; one whose formulation disagrees with its configuration is refused.
 No pickled code: everything is tensors and plain Python values, read with ``weights_only=True``.
 """
@@ -53,11 +53,29 @@ def checked_void_map(void_map, source):
     return void_map
 
 
+def checked_corner_transfer(transfer, source):
+    """A checkpoint's corner transfer (None, or a dict with points "k" [h/Mpc], positive and
+    increasing, and "t" in [0, 1], finite, of one length; sims.stats.corner_transfer), or
+    InputError naming ``source``."""
+    if transfer is None:
+        return None
+    try:
+        k, t = np.asarray(transfer["k"], dtype=float), np.asarray(transfer["t"], dtype=float)
+    except (KeyError, TypeError, ValueError) as err:
+        raise InputError(source, f"corner_transfer must hold lists 'k' and 't' ({err})") from err
+    if not (k.ndim == 1 and k.shape == t.shape and k.size >= 2 and np.all(np.isfinite(k)) and k[0] > 0
+            and np.all(np.diff(k) > 0) and np.all(np.isfinite(t)) and np.all((t >= 0) & (t <= 1))):
+        raise InputError(source, "corner_transfer points must be wavenumbers > 0, increasing, with "
+                                 "values in [0, 1], of one length")
+    return transfer
+
+
 @dataclass(frozen=True)
 class ModelMeta:
     """What a checkpoint carries besides weights: config, grid spacings [Mpc/h], normalisation,
-    formulation, LR transfer function ({"k": [h/Mpc], "t": [...]} or None), void map ({"x": [...],
-    "y": [...]} overdensities, sims.stats.fit_void_map, or None)."""
+    formulation, LR transfer function ({"k": [h/Mpc], "t": [...]} or None), corner transfer (the
+    same form, sims.stats.corner_transfer, or None), void map ({"x": [...], "y": [...]}
+    overdensities, sims.stats.fit_void_map, or None)."""
 
     config: TrainConfig
     spacing: float
@@ -66,6 +84,7 @@ class ModelMeta:
     formulation: Formulation | None = None
     lr_transfer: dict | None = None
     void_map: dict | None = None
+    corner_transfer: dict | None = None
 
     def __post_init__(self):
         c = self.config
@@ -81,7 +100,7 @@ class ModelMeta:
                 "unet": net_config.to_dict(), "spacing": float(self.spacing),
                 "lr_spacing": float(self.lr_spacing), "normalization": self.normalization.to_dict(),
                 "formulation": self.formulation.to_dict(), "lr_transfer": self.lr_transfer,
-                "void_map": self.void_map}
+                "void_map": self.void_map, "corner_transfer": self.corner_transfer}
 
     @classmethod
     def from_dict(cls, d, source):
@@ -91,7 +110,8 @@ class ModelMeta:
                        lr_spacing=float(d["lr_spacing"]),
                        normalization=Normalization.from_dict(d["normalization"]),
                        formulation=Formulation.from_dict(d.get("formulation")),
-                       lr_transfer=d.get("lr_transfer"), void_map=checked_void_map(d.get("void_map"), source))
+                       lr_transfer=d.get("lr_transfer"), void_map=checked_void_map(d.get("void_map"), source),
+                       corner_transfer=checked_corner_transfer(d.get("corner_transfer"), source))
         except InputError:
             raise
         except KeyError as err:
@@ -196,8 +216,9 @@ class LoadedModel:
 
     config: TrainConfig of the run (its ``schedule`` is the training schedule); normalization:
     field transform (``forward(delta)``, ``inverse(x)``); formulation: what ``net`` generates
-    (emulator.formulation); lr_transfer: T(k) of the training pairs or None; void_map: the map of
-    generated underdense voxels (outpaint.calibrate) or None; spacing: HR grid spacing, lr_spacing: LR
+    (emulator.formulation); lr_transfer: T(k) of the training pairs or None; corner_transfer: the
+    damping of the generated tiles' corner shells and void_map: the map of generated underdense
+    voxels (outpaint.calibrate), each or None; spacing: HR grid spacing, lr_spacing: LR
     resolution (see :class:`emulator.data.PairBox`), both [Mpc/h] of the training data.
     """
 
@@ -210,6 +231,7 @@ class LoadedModel:
     device: torch.device
     spacing: float
     lr_spacing: float
+    corner_transfer: dict | None = None
 
     @property
     def tile(self):
@@ -237,7 +259,7 @@ def loaded_model(meta, ema, device):
     ema = ema.to(device).eval().requires_grad_(False)
     return LoadedModel(net=ema, config=meta.config, normalization=meta.normalization, formulation=meta.formulation,
                        lr_transfer=meta.lr_transfer, void_map=meta.void_map, device=torch.device(device),
-                       spacing=meta.spacing, lr_spacing=meta.lr_spacing)
+                       spacing=meta.spacing, lr_spacing=meta.lr_spacing, corner_transfer=meta.corner_transfer)
 
 
 def load_model(path, device="cpu"):

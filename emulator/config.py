@@ -234,6 +234,8 @@ class GenerationSettings:
     lr_consistency: None (the model's trained band, if any), or a fraction in (0, 1] of the LR
         Nyquist below which every x0 estimate takes the LR's modes.
     mass_conservation: the generated voxels of each tile hold the LR's mass there.
+    corner_filter: the generated tiles go through the model's corner transfer (outpaint.calibrate;
+        first of the three corrections); resolved to False for a model without one.
     void_map: the generated underdense voxels go through the model's void map (outpaint.calibrate;
         before mass conservation); resolved to False for a model without one (:meth:`for_model`).
     bf16: bf16 autocast of the network where the device computes bf16 natively (a CUDA GPU; a
@@ -248,6 +250,7 @@ class GenerationSettings:
     sigma_schedule: str | None = None
     lr_consistency: float | None = None
     mass_conservation: bool = True
+    corner_filter: bool = True
     void_map: bool = True
     bf16: bool = True
     sampler_options: tuple = ()
@@ -271,9 +274,11 @@ class GenerationSettings:
         """These settings resolved for ``model`` (emulator.checkpoint.LoadedModel): an unset
         sampler or steps taken from its TrainConfig (a distilled student's consistency in its
         steps, a diffusion model's validation sampler and steps,
-        TrainConfig.validation_settings), and ``void_map`` off when it has no map."""
+        TrainConfig.validation_settings), and ``corner_filter`` and ``void_map`` off where it has
+        no corner transfer or void map."""
         own = model.config.validation_settings()
         return self.replace(sampler=self.sampler or own.sampler, steps=self.steps or own.steps,
+                            corner_filter=self.corner_filter and model.corner_transfer is not None,
                             void_map=self.void_map and model.void_map is not None)
 
     def to_dict(self):

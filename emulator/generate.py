@@ -18,7 +18,7 @@ from emulator.formulation import band_modes
 from emulator.samplers import SAMPLERS, randn
 from emulator.schedule import SPACINGS
 from sims.errors import InputError
-from sims.stats import apply_void_map
+from sims.stats import apply_transfer, apply_void_map
 
 CONTEXT_KEYWORDS = frozenset({"generator", "known", "mask", "callback"})
 """Sampler keywords that generate_tiles itself passes (emulator.samplers' common signature)."""
@@ -101,8 +101,10 @@ def generate_tiles(model, settings, lr, known, mask, seeds, batch_size=None, pro
     tile. Every x0 estimate goes through the model's
     :meth:`emulator.formulation.Formulation.project`: kept in the physical range, so no output
     is non-finite, and tied to the LR's large scales when the model has a band or the settings
-    ask for LR consistency. The sampled voxels then go through the model's void map
-    (settings.void_map) and mass conservation. A network that returns NaN is an InputError naming the tiles' seeds.
+    ask for LR consistency. The sampled tiles then go through the model's corner transfer
+    (settings.corner_filter; clipped at delta = -1 keeping their mass), its void map
+    (settings.void_map) and mass conservation. A network that returns NaN is an InputError
+    naming the tiles' seeds.
     Returns float32 (B, t, t, t) overdensity whose known voxels equal ``known`` exactly.
     """
     lr, known, mask = _checked_tiles(lr, known, mask, seeds)
@@ -135,6 +137,10 @@ def generate_tiles(model, settings, lr, known, mask, seeds, batch_size=None, pro
     if broken.size:       # the projection bounds every estimate: only NaN from the network gets here
         raise InputError("model", f"the network returned NaN for tile(s) with seed(s) "
                          f"{[int(seeds[b]) for b in broken[:4]]}: its weights are not usable")
+    if settings.corner_filter:
+        side = lr.shape[-1] * model.spacing
+        out = np.stack([apply_transfer(tile, side, model.corner_transfer["k"], model.corner_transfer["t"],
+                                       keep_mass=True) for tile in out])
     if settings.void_map:
         out = apply_void_map(out, model.void_map["x"], model.void_map["y"])
     out = np.where(mask, known, out)

@@ -242,7 +242,7 @@ def fit_transfer(pairs, box_size, mas=None):
     return spectrum.k, transfer_function(p_truth, p_predicted, fill=0.0)
 
 
-def apply_transfer(field, box_size, k, t):
+def apply_transfer(field, box_size, k, t, keep_mass=False):
     """``field`` (an overdensity on a cubic grid of side ``box_size`` [Mpc/h]; the LR on the
     output grid for the linear emulator) with every Fourier mode multiplied by T(|k|), returned
     as float32.
@@ -250,17 +250,18 @@ def apply_transfer(field, box_size, k, t):
     T is interpolated linearly in |k| [h/Mpc] between the points ``(k, t)`` (increasing ``k``,
     ``t`` >= 0, e.g. from :func:`fit_transfer`) and held constant beyond their ends; the
     k = 0 mode is multiplied by 1, so the mean is kept. The result is then clipped at delta = -1
-    (no negative densities), which raises the mean by the clipped amount.
+    (no negative densities), which raises the mean by the clipped amount (``keep_mass``: taken
+    back from the underdense voxels instead, :func:`clip_keeping_mass`).
     """
     field = check_field(field)
     box_size = check_box_size(box_size)
     k, t = np.asarray(k, dtype=np.float64), np.asarray(t, dtype=np.float64)
     if k.ndim != 1 or k.shape != t.shape or k.size == 0:
-        raise InputError("lr_transfer", f"k and t must be 1D arrays of one length, got shapes "
+        raise InputError("transfer", f"k and t must be 1D arrays of one length, got shapes "
                                         f"{k.shape} and {t.shape}")
     if not (np.all(np.isfinite(k)) and np.all(np.diff(k) > 0)
             and np.all(np.isfinite(t)) and np.all(t >= 0)):
-        raise InputError("lr_transfer", "k must be finite and increasing, t finite and >= 0")
+        raise InputError("transfer", "k must be finite and increasing, t finite and >= 0")
     kx, ky, kz = (c.astype(np.float32) for c in fft.wavenumbers(field.shape[0], box_size))
     d = fft.rfftn(field)
     # d_T(k) = T(|k|) d_LR(k), T(0) = 1.
@@ -268,7 +269,45 @@ def apply_transfer(field, box_size, k, t):
     gain[0, 0, 0] = 1
     d *= gain
     out = fft.irfftn(d, field.shape).astype(np.float32, copy=False)
-    return np.maximum(out, -1, out=out)
+    return clip_keeping_mass(out) if keep_mass else np.maximum(out, -1, out=out)
+
+
+def corner_transfer(k, t, k_nyq):
+    """A fitted transfer function kept only as a damping of the grid's corner shells.
+
+    ``(k, t)``: points of T(k) (k [h/Mpc] increasing, e.g. from :func:`fit_transfer` of a model's
+    output against the truth); ``k_nyq``: the grid's Nyquist wavenumber [h/Mpc]. Returns ``(k, t)``
+    float64 points for :func:`apply_transfer`: (k_nyq, 1), the points beyond k_nyq with T capped
+    at 1 and made non-increasing (running minimum), and (sqrt(3) k_nyq, 0): modes up to k_nyq are
+    left as they are, none beyond is amplified, and the single mode at the cube's corner (the
+    period-2 checkerboard (-1)^(i+j+k), where a CIC-painted truth has almost no power and a
+    network's 2x resampling leaves its artifacts) is removed; one mode per box cannot be fitted.
+    """
+    k, t = np.asarray(k, dtype=np.float64), np.asarray(t, dtype=np.float64)
+    k_corner = np.sqrt(3) * k_nyq
+    beyond = (k > k_nyq) & (k < k_corner)
+    if not beyond.any():
+        raise InputError("k", f"no shell lies beyond k_Nyq = {k_nyq:.4g} h/Mpc")
+    damping = np.minimum.accumulate(np.clip(t[beyond], 0.0, 1.0))
+    return np.concatenate([[k_nyq], k[beyond], [k_corner]]), np.concatenate([[1.0], damping, [0.0]])
+
+
+def clip_keeping_mass(delta):
+    """``delta`` (an overdensity array) clipped at -1 with the matter the clipping adds taken back
+    from its other underdense voxels (-1 < delta < 0), in proportion to their 1 + delta: no
+    negative density, the same total mass (sum of 1 + delta) unless the underdense voxels hold less
+    than the clipping adds (then they are emptied), and every voxel with delta >= 0 unchanged, so
+    the dense structures keep their power. float32."""
+    delta = np.asarray(delta, dtype=np.float32)
+    added = float(np.sum(np.maximum(-1.0 - delta, 0.0), dtype=np.float64))
+    out = np.maximum(delta, -1.0)
+    if added == 0:
+        return out
+    voids = (out > -1) & (out < 0)
+    held = float(np.sum(1.0 + out[voids], dtype=np.float64))
+    keep = max(1.0 - added / held, 0.0) if held > 0 else 1.0
+    out[voids] = (1.0 + out[voids]) * keep - 1.0
+    return out
 
 
 @dataclass(frozen=True)

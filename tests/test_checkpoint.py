@@ -178,3 +178,19 @@ def test_void_map_round_trips_and_a_broken_one_names_the_file(tmp_path):
     with pytest.raises(InputError, match="bad.pt") as err:
         load_model(bad)
     assert "non-decreasing" in str(err.value)
+
+
+@pytest.mark.parametrize("broken", [{"k": [1.0, 2.0], "t": [1.0, 1.5]}, {"k": [2.0, 1.0], "t": [1.0, 0.5]},
+                                    {"k": [1.0, 2.0]}, {"k": [1.0, 2.0], "t": [1.0, float("nan")]}])
+def test_corner_transfer_round_trips_and_a_broken_one_names_the_file(tmp_path, broken):
+    meta = make_meta()
+    _, ema, _ = trained_modules(meta)
+    transfer = {"k": [4.0, 5.0, 6.9], "t": [1.0, 0.8, 0.3], "source": "test"}
+    good, bad = tmp_path / "good.pt", tmp_path / "bad.pt"
+    save_inference_model(good, dataclasses.replace(meta, corner_transfer=transfer), ema)
+    assert load_model(good).corner_transfer == transfer
+    save_inference_model(tmp_path / "none.pt", meta, ema)
+    assert load_model(tmp_path / "none.pt").corner_transfer is None
+    save_inference_model(bad, dataclasses.replace(meta, corner_transfer=broken), ema)
+    with pytest.raises(InputError, match="bad.pt.*corner_transfer"):
+        load_model(bad)

@@ -12,7 +12,7 @@ from emulator import generate as generate_module
 from emulator.generate import conserve_mass, generate_tiles, native_bf16
 from emulator.normalization import Normalization
 from sims.errors import InputError
-from sims.stats import apply_void_map
+from sims.stats import apply_transfer, apply_void_map
 
 NORM = Normalization(shift=0.1, scale=0.6, upper=6.0)
 
@@ -159,14 +159,20 @@ def test_generation_settings_are_checked():
     assert unset.sampler is None and unset.steps is None and unset.sigma_schedule is None
     with_config = lambda **changes: dataclasses.replace(model, config=model.config.replace(**changes))
     own = unset.for_model(with_config(val_sampler="ddim", val_steps=7))
-    assert own == GenerationSettings("ddim", 7, lr_consistency=0.25, void_map=False)
+    assert own == GenerationSettings("ddim", 7, lr_consistency=0.25, corner_filter=False, void_map=False)
     assert own.sigma_schedule == "karras"
-    assert GenerationSettings(steps=3).for_model(model) == GenerationSettings("dpmpp-2m", 3, void_map=False)
+    assert GenerationSettings(steps=3).for_model(model) == GenerationSettings("dpmpp-2m", 3, corner_filter=False,
+                                                                              void_map=False)
     student = with_config(init_from="t.pt", distill_steps=2)
-    assert GenerationSettings().for_model(student) == GenerationSettings("consistency", 2, void_map=False)
+    assert GenerationSettings().for_model(student) == GenerationSettings("consistency", 2, corner_filter=False,
+                                                                         void_map=False)
     mapped = dataclasses.replace(model, void_map={"x": [-1.0, 0.0], "y": [-1.0, 0.0]})
     assert GenerationSettings().for_model(mapped).void_map
     assert not GenerationSettings(void_map=False).for_model(mapped).void_map
+    damped = dataclasses.replace(model, corner_transfer={"k": [1.0, 2.0], "t": [1.0, 0.5]})
+    assert GenerationSettings().for_model(damped).corner_filter
+    assert not GenerationSettings().for_model(mapped).corner_filter
+    assert not GenerationSettings(corner_filter=False).for_model(damped).corner_filter
     with pytest.raises(InputError, match="^sampler_options: dpmpp-2m takes"):
         generate_tiles(model, GenerationSettings(sampler_options={"eta": 1.0}), lr, None, None, [0])
     with pytest.raises(ValueError, match="seeds"):
@@ -227,3 +233,31 @@ def test_void_map_sends_the_generated_voxels_through_the_map_before_mass_conserv
     np.testing.assert_array_equal(off, before)
     conserved = generate_tiles(mapped_model, settings.replace(mass_conservation=True), lr, known, mask, [1, 2])
     np.testing.assert_allclose(conserved, conserve_mass(expected, lr, mask), rtol=1e-6, atol=1e-6)
+
+
+def test_corner_filter_damps_each_generated_tile_before_the_void_map():
+    """A model with a corner transfer generates the tiles of the same model without it, each
+    tile multiplied by T(|k|) on its own grid (sims.stats.apply_transfer, side = tile x spacing)
+    and then sent through the void map, with the known voxels untouched; corner_filter=False
+    gives the model's tiles without it."""
+    plain = tiny_model()
+    void_map = {"x": [-1.0, -0.6, 0.0], "y": [-1.0, -0.9, -0.1]}
+    side = 16 * plain.spacing
+    k_nyq = np.pi * 16 / side
+    transfer = {"k": [k_nyq, 1.3 * k_nyq, 1.8 * k_nyq], "t": [1.0, 0.5, 0.0]}
+    mapped = dataclasses.replace(plain, void_map=void_map)
+    damped = dataclasses.replace(mapped, corner_transfer=transfer)
+    lr, known = lognormal_tiles(5, 2), lognormal_tiles(6, 2)
+    mask = np.zeros(lr.shape, dtype=bool)
+    mask[:, :, :4] = True
+    settings = GenerationSettings("dpmpp-2m", 3, mass_conservation=False, void_map=False)
+    before = generate_tiles(plain, settings, lr, known, mask, [1, 2])
+    after = generate_tiles(damped, settings.replace(void_map=True), lr, known, mask, [1, 2])
+    filtered = np.stack([apply_transfer(tile, side, transfer["k"], transfer["t"], keep_mass=True)
+                         for tile in before])
+    expected = np.where(mask, known, apply_void_map(filtered, void_map["x"], void_map["y"]))
+    np.testing.assert_allclose(after, expected, atol=1e-6)
+    assert np.abs(filtered - before)[~mask].max() > 0.01
+    np.testing.assert_array_equal(after[mask], known[mask])
+    off = generate_tiles(damped, settings.replace(corner_filter=False), lr, known, mask, [1, 2])
+    np.testing.assert_array_equal(off, before)

@@ -7,7 +7,7 @@ import powerbox
 import pytest
 
 from conftest import gaussian_smoothing
-from sims import mesh, stats
+from sims import fft, mesh, stats
 from sims.errors import InputError
 
 
@@ -216,15 +216,64 @@ def test_apply_transfer_clips_at_minus_one():
     np.testing.assert_allclose(out, expected, atol=1e-5)
 
 
-def test_lr_transfer_rejects_bad_input():
+def test_corner_transfer_keeps_only_a_damping_beyond_the_nyquist_wavenumber():
+    """From (kN, 1) on: the points beyond kN, capped at 1 and never rising again, then 0 at the
+    cube's corner sqrt(3) kN."""
+    k, t = stats.corner_transfer([1.0, 2.0, 3.0, 4.0, 5.0, 6.0], [0.2, 3.0, 1.5, 0.7, 0.9, 0.4], 3.0)
+    np.testing.assert_array_equal(k, [3.0, 4.0, 5.0, np.sqrt(3) * 3.0])
+    np.testing.assert_array_equal(t, [1.0, 0.7, 0.7, 0.0])
+    with pytest.raises(InputError, match="beyond k_Nyq"):
+        stats.corner_transfer([1.0, 2.0], [1.0, 1.0], 2.5)
+
+
+def test_corner_transfer_of_a_known_corner_excess_removes_it_and_leaves_the_rest():
+    """A prediction equal to the truth but with every mode beyond kN (|n| > n / 2) three times
+    the truth's: the fitted corner transfer is 1/3 on every shell wholly beyond kN, and applying
+    it gives back the truth's power there (the corner mode (n/2, n/2, n/2) alone removed) while
+    every mode up to kN stays as it was."""
+    n, box = 16, 32.0
+    truth = white_noise(n, 0.05, seed=25)            # small: nothing reaches delta = -1
+    modes = np.sqrt(sum(m.astype(float) ** 2 for m in fft.integer_modes(n)))
+    predicted = fft.irfftn(fft.rfftn(truth) * np.where(modes > n / 2, 3.0, 1.0), truth.shape).astype(np.float32)
+    k_nyq = stats.k_nyquist(n, box)
+    k, t = stats.corner_transfer(*stats.fit_transfer([(predicted, truth)], box), k_nyq)
+    k_f, first_whole_shell = 2 * np.pi / box, n // 2 + 1
+    np.testing.assert_allclose(t[(k >= first_whole_shell * k_f) & (t > 0)], 1 / 3, rtol=1e-4)
+    assert k[0] == k_nyq and t[0] == 1 and np.all(t <= 1) and (k[-1], t[-1]) == (np.sqrt(3) * k_nyq, 0)
+    out = stats.apply_transfer(predicted, box, k, t)
+    kept = modes <= n / 2
+    np.testing.assert_allclose(fft.rfftn(out)[kept], fft.rfftn(predicted)[kept],
+                               atol=1e-5 * np.abs(fft.rfftn(truth)).max())
+    spectra = [stats.power_spectrum(f, box) for f in (out, truth, predicted)]
+    outer = spectra[0].k > (first_whole_shell + 1) * k_f
+    outer[-1] = False                   # the corner's shell: between its last point and the corner, T falls to 0
+    np.testing.assert_allclose(spectra[0].power[outer], spectra[1].power[outer], rtol=1e-3)
+    np.testing.assert_allclose(spectra[2].power[outer], 9 * spectra[1].power[outer], rtol=1e-3)
+    assert abs(fft.rfftn(out)[n // 2, n // 2, n // 2]) < 1e-6 * abs(fft.rfftn(truth)[n // 2, n // 2, n // 2])
+
+
+def test_clip_keeping_mass_takes_the_clipped_matter_from_the_underdense_voxels():
+    """Clipping 4 voxels at -1.5 adds 2 units of 1 + delta; the 4 voxels at -0.5 (1 + delta = 0.5
+    each, 2 in all) give it back in proportion, so they are emptied; the dense voxels stay."""
+    delta = np.array([-1.5] * 4 + [-0.5] * 4 + [2.0, 5.0], dtype=np.float32)
+    out = stats.clip_keeping_mass(delta)
+    np.testing.assert_allclose(out, [-1.0] * 8 + [2.0, 5.0], atol=1e-6)
+    mixed = np.array([-1.2, -0.6, -0.2, 0.0, 3.0], dtype=np.float32)   # adds 0.2 to 1.2 held by two voids
+    out = stats.clip_keeping_mass(mixed)
+    np.testing.assert_allclose(out, [-1.0, 0.4 * 5 / 6 - 1, 0.8 * 5 / 6 - 1, 0.0, 3.0], atol=1e-6)
+    assert np.sum(1 + out) == pytest.approx(np.sum(1 + np.array(mixed, dtype=float)), rel=1e-6)
+    np.testing.assert_array_equal(stats.clip_keeping_mass(np.array([-0.5, 1.0])), [-0.5, 1.0])
+
+
+def test_transfer_rejects_bad_input():
     good = white_noise(8, 1.0, seed=24)
     with pytest.raises(InputError, match="at least one"):
         stats.fit_transfer([], 10.0)
     with pytest.raises(InputError, match="pairs\\[1\\]"):
         stats.fit_transfer([(good, good), (good[:4, :4, :4], good[:4, :4, :4])], 10.0)
-    with pytest.raises(InputError, match="lr_transfer"):
+    with pytest.raises(InputError, match="transfer"):
         stats.apply_transfer(good, 10.0, [1.0, 0.5], [1.0, 1.0])
-    with pytest.raises(InputError, match="lr_transfer"):
+    with pytest.raises(InputError, match="transfer"):
         stats.apply_transfer(good, 10.0, [0.5, 1.0], [1.0])
 
 

@@ -42,7 +42,8 @@ def test_upsample_one_tile_writes_k_samples(tmp_path, model_file):
         attrs = dict(f.attrs)
     assert sr.shape == (3, 16, 16, 16) and sr.dtype == np.float32 and np.all(np.isfinite(sr))
     generation = json.loads(attrs["generation"])
-    assert generation == GenerationSettings("dpmpp-2m", 3, void_map=False).to_dict()   # it has no map
+    # the model has neither a corner transfer nor a void map
+    assert generation == GenerationSettings("dpmpp-2m", 3, corner_filter=False, void_map=False).to_dict()
     assert attrs["seed"] == 5
     assert attrs["box_size"] == 32.0 and attrs["redshift"] == 0.5 and attrs["tile"] == 16
     assert attrs["samples"] == 3 and attrs["ranks"] == 1
@@ -87,7 +88,8 @@ def test_upsample_larger_box_goes_to_outpainting(tmp_path, model_file, monkeypat
                  "--steps", "1", "--batch", "64"]) == 0
     with h5py.File(out, "r") as f:
         assert f["sr"].shape == (1, 32, 32, 32)
-        assert json.loads(f.attrs["generation"]) == GenerationSettings("dpmpp-2m", 1, void_map=False).to_dict()
+        recorded = GenerationSettings("dpmpp-2m", 1, corner_filter=False, void_map=False).to_dict()
+        assert json.loads(f.attrs["generation"]) == recorded
     assert reads == [str(model_file)]    # the checkpoint is read once, not again by the outpainting
 
 
@@ -96,7 +98,8 @@ def test_one_tile_and_outpainted_outputs_record_the_same_provenance(tmp_path, mo
     every generation setting, including the ones a user did not type."""
     small = write_lr(tmp_path / "small.h5", lognormal_tiles(8, 1)[0], box_size=32.0)
     big = write_lr(tmp_path / "big.h5", lognormal_tiles(9, 1, n=32)[0], box_size=64.0)
-    settings = GenerationSettings("ddim", 1, lr_consistency=0.5, mass_conservation=False, void_map=False)
+    settings = GenerationSettings("ddim", 1, lr_consistency=0.5, mass_conservation=False, corner_filter=False,
+                                  void_map=False)
     attrs = []
     for lr in (small, big):
         out = upsample(model_file, lr, tmp_path / f"{lr.stem}_sr.h5", settings, batch_size=64)

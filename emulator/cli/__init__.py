@@ -67,6 +67,10 @@ def add_generation_flags(p):
                    default=defaults.mass_conservation,
                    help="Rescale the generated voxels of every tile to hold the LR's mass there "
                         "(dark-matter mass is conserved between the LR and HR runs).")
+    p.add_argument("--corner-filter", action=argparse.BooleanOptionalAction, default=defaults.corner_filter,
+                   help="Damp the generated tiles' modes beyond the grid Nyquist wavenumber (the "
+                        "corners of the Fourier cube) by the model's corner transfer (fitted by "
+                        "'emulator calibrate'; models without one are unaffected).")
     p.add_argument("--void-map", action=argparse.BooleanOptionalAction, default=defaults.void_map,
                    help="Map the generated underdense voxels through the model's void map (fitted "
                         "by 'emulator calibrate'; models without one are unaffected).")
@@ -80,7 +84,8 @@ def generation_settings(args):
     """The GenerationSettings of the flags of :func:`add_generation_flags`."""
     return GenerationSettings(sampler=args.sampler, steps=args.steps, sigma_schedule=args.sigma_schedule,
                               lr_consistency=args.lr_consistency,
-                              mass_conservation=args.mass_conservation, void_map=args.void_map,
+                              mass_conservation=args.mass_conservation, corner_filter=args.corner_filter,
+                              void_map=args.void_map,
                               bf16=args.bf16)
 
 

@@ -1,5 +1,5 @@
-"""``emulator calibrate``: fit a model's void map on its own outpainted training boxes
-(outpaint.calibrate.calibrate)."""
+"""``emulator calibrate``: fit a model's corner transfer and void map on its own outpainted
+training boxes (outpaint.calibrate.calibrate)."""
 import argparse
 
 from emulator.cli import add_generation_flags, generation_settings
@@ -9,14 +9,19 @@ from emulator.config import DEFAULT_MODEL, MODEL_FILE
 def add_parser(subparsers):
     p = subparsers.add_parser(
         "calibrate", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        help="Fit a model's void map (the one-point PDF of its underdense voxels) on training boxes.",
-        description="Outpaint the LR of training pairs with the model, fit the quantile map that "
-                    "sends the generated underdense voxels (delta < 0) to the truth's one-point "
-                    "distribution, keeping their mass, and write a copy of the checkpoint that "
-                    "carries it; 'emulator upsample' then applies it to every generated tile "
-                    "(--no-void-map turns it off). Use the generation flags you will sample "
-                    "with. Runs over MPI ranks under mpiexec; rerun the same command to resume "
-                    "(the outpainted boxes wait in OUT.calibrate until OUT is written).")
+        help="Fit a model's corner transfer and void map (its power beyond the grid Nyquist and "
+             "the one-point PDF of its underdense voxels) on training boxes.",
+        description="Outpaint the LR of training pairs with the model and fit, against their HR, "
+                    "the transfer function that damps the generated power beyond the grid Nyquist "
+                    "wavenumber down to the truth's (never amplifying; skipped with "
+                    "--no-corner-filter); outpaint them again through it and fit the quantile map "
+                    "that sends the generated underdense voxels (delta < 0) to the truth's "
+                    "one-point distribution, keeping their mass. Writes a copy of the checkpoint "
+                    "that carries both; 'emulator upsample' then applies them to every generated "
+                    "tile (--no-corner-filter, --no-void-map turn them off). Use the generation "
+                    "flags you will sample with. Runs over MPI ranks under mpiexec; rerun the "
+                    "same command to resume (the outpainted boxes wait in OUT.calibrate until OUT "
+                    "is written).")
     p.add_argument("--model", default=str(DEFAULT_MODEL), metavar="CKPT",
                    help=f"Model checkpoint, or a directory holding {MODEL_FILE}.")
     p.add_argument("--data", required=True, metavar="DIR",
