@@ -38,8 +38,11 @@ def test_default_model_is_shipped_small_and_as_documented(path):
     assert model.config.density_weight == (0.0 if path == STUDENT else 1.0)
     if path == STUDENT:
         assert model.config.init_from.endswith(os.path.join("default_model", MODEL_FILE))
-    # both carry the void map of their own outpainting (emulator calibrate)
+    # both carry the corner transfer and the void map of their own outpainting (emulator calibrate)
     assert model.void_map is not None
+    transfer = model.corner_transfer
+    assert transfer is not None and transfer["t"][0] == 1 and transfer["t"][-1] == 0
+    assert transfer["k"][0] == pytest.approx(np.pi / model.spacing)       # k_Nyq of the model's grid
 
 
 @pytest.mark.parametrize("path", SAMPLING)
