@@ -102,7 +102,8 @@ def combine(per_box):
     first = reports[0]
     p_pred = np.sum([r["pk_pred"] for r in reports], axis=0)
     p_truth = np.sum([r["pk_truth"] for r in reports], axis=0)
-    out = {"k": np.asarray(first["k"]), "k_nyquist": first["k_nyquist"], "pk_ratio": p_pred / p_truth,
+    out = {"k": np.asarray(first["k"]), "nmodes": np.asarray(first["nmodes"]), "k_nyquist": first["k_nyquist"],
+           "pk_ratio": p_pred / p_truth,
            "r": np.mean([r["r"] for r in reports], axis=0),
            "r_lr": np.mean([np.asarray(r["r_lr"], dtype=float) for r in reports], axis=0),
            "r_mean": np.mean([r_mean for _, r_mean in per_box], axis=0)}
@@ -144,6 +145,11 @@ def print_tables(rows, combined, k_lr):
     print(f"{'predictor':<24}" + "".join(f"{c:>10}" for c in columns))
     for name, row in rows.items():
         print(f"{name:<24}" + "".join(f"{row.get(c, np.nan):>10.3f}" for c in columns))
+    for name, c in combined.items():       # the shell of P>kN: a shell of few modes is mostly the truth's scatter
+        beyond = np.flatnonzero(c["k"] >= c["k_nyquist"])
+        if beyond.size:
+            i = beyond[np.argmax(c["pk_ratio"][beyond])]
+            print(f"P>kN of {name}: at {c['k'][i]:.2f} h/Mpc, a shell of {c['nmodes'][i]:.0f} mode(s) per box")
     for name, c in combined.items():
         k = c["k"]
         picks = np.flatnonzero(k < c["k_nyquist"])
