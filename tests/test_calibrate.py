@@ -88,6 +88,18 @@ def test_calibrate_stores_the_corner_transfer_and_void_map_of_the_models_own_out
     assert load_model(out).corner_transfer == stored_transfer        # nothing touched by the refusals
 
 
+def test_calibrate_refuses_a_corner_transfer_over_boxes_of_two_grids(tmp_path, setup, capsys):
+    """Spectra of two grids do not share shells: refused before any outpainting, unless the corner
+    transfer is not fitted."""
+    model, data = setup
+    write_pair(data / "box_2.h5", lognormal(12, n=64, sigma=0.5), lognormal(22, n=64), box_size=128.0,
+               redshift=0.0, cosmology={})
+    out = tmp_path / "calibrated.pt"
+    args = ["calibrate", "--model", str(model), "--data", str(data), "--out", str(out), "--boxes", "3", *FLAGS]
+    assert main(args) == 2 and not out.exists() and not os.path.exists(work_path(out))
+    assert "[32, 64] voxels per side" in capsys.readouterr().err
+
+
 def test_calibrate_resumes_its_own_work_only(tmp_path, setup):
     """A finished outpainted box in the work folder is used as it is when the inputs match (here
     replaced by half of itself, whose map differs), and outpainted anew when they do not."""
