@@ -36,38 +36,38 @@ FORMAT = "cosmo-sr-emulator checkpoint"
 VERSION = 1
 
 
+def checked_points(stored, name, keys, rule, valid, source):
+    """``stored`` as it is when it is None, or a dict of two point lists ``keys`` (finite, of one
+    length, at least 2, the first increasing) for which ``valid(first, second)`` holds; else
+    InputError naming ``source`` and saying the points must be ``rule``."""
+    if stored is None:
+        return None
+    try:
+        first, second = (np.asarray(stored[key], dtype=float) for key in keys)
+    except (KeyError, TypeError, ValueError) as err:
+        raise InputError(source, f"{name} must hold lists {keys[0]!r} and {keys[1]!r} ({err})") from err
+    if not (first.ndim == 1 and first.shape == second.shape and first.size >= 2
+            and np.all(np.isfinite(first)) and np.all(np.isfinite(second)) and np.all(np.diff(first) > 0)
+            and valid(first, second)):
+        raise InputError(source, f"{name} points must be {rule}, of one length")
+    return stored
+
+
 def checked_void_map(void_map, source):
     """A checkpoint's void map (None, or a dict with points "x" increasing and "y" non-decreasing,
     finite overdensities >= -1 of one length), or InputError naming ``source``."""
-    if void_map is None:
-        return None
-    try:
-        x, y = np.asarray(void_map["x"], dtype=float), np.asarray(void_map["y"], dtype=float)
-    except (KeyError, TypeError, ValueError) as err:
-        raise InputError(source, f"void_map must hold lists 'x' and 'y' ({err})") from err
-    if not (x.ndim == 1 and x.shape == y.shape and x.size >= 2 and np.all(np.isfinite(x))
-            and np.all(np.isfinite(y)) and np.all(np.diff(x) > 0) and np.all(np.diff(y) >= 0)
-            and x[0] >= -1 and y[0] >= -1):
-        raise InputError(source, "void_map points must be finite overdensities >= -1, x increasing "
-                                 "and y non-decreasing, of one length")
-    return void_map
+    return checked_points(void_map, "void_map", ("x", "y"),
+                          "finite overdensities >= -1, x increasing and y non-decreasing",
+                          lambda x, y: np.all(np.diff(y) >= 0) and x[0] >= -1 and y[0] >= -1, source)
 
 
 def checked_corner_transfer(transfer, source):
     """A checkpoint's corner transfer (None, or a dict with points "k" [h/Mpc], positive and
     increasing, and "t" in [0, 1], finite, of one length; sims.stats.corner_transfer), or
     InputError naming ``source``."""
-    if transfer is None:
-        return None
-    try:
-        k, t = np.asarray(transfer["k"], dtype=float), np.asarray(transfer["t"], dtype=float)
-    except (KeyError, TypeError, ValueError) as err:
-        raise InputError(source, f"corner_transfer must hold lists 'k' and 't' ({err})") from err
-    if not (k.ndim == 1 and k.shape == t.shape and k.size >= 2 and np.all(np.isfinite(k)) and k[0] > 0
-            and np.all(np.diff(k) > 0) and np.all(np.isfinite(t)) and np.all((t >= 0) & (t <= 1))):
-        raise InputError(source, "corner_transfer points must be wavenumbers > 0, increasing, with "
-                                 "values in [0, 1], of one length")
-    return transfer
+    return checked_points(transfer, "corner_transfer", ("k", "t"),
+                          "wavenumbers > 0, increasing, with values in [0, 1]",
+                          lambda k, t: k[0] > 0 and np.all((t >= 0) & (t <= 1)), source)
 
 
 @dataclass(frozen=True)

@@ -66,7 +66,7 @@ def calibrate(model, data_dir, out_path, settings=GenerationSettings(), *, boxes
     pairs = find_pair_files(data_dir)[:boxes]
     if len(pairs) < boxes:
         raise InputError("boxes", f"{data_dir} holds {len(pairs)} paired file(s), not {boxes}")
-    grids = {_check_box(pair, loaded) for pair in pairs}
+    grids = {_check_box(pair, loaded) for pair in pairs}       # HR voxels per side
     if fit_corners and len(grids) > 1:
         raise InputError(str(data_dir), f"the corner transfer is fitted on boxes of one grid; the pairs have "
                                         f"{sorted(grids)} voxels per side (or --no-corner-filter)")
@@ -82,7 +82,9 @@ def calibrate(model, data_dir, out_path, settings=GenerationSettings(), *, boxes
         fields = _outpaint(path, loaded, pairs, work, "box", settings, seed, batch_size, comm)
         transfer = None
         if fit_corners:
-            transfer = comm.bcast(_fit_corner_transfer(fields, pairs) if comm.Get_rank() == 0 else None, root=0)
+            n = grids.pop()
+            transfer = comm.bcast(_fit_corner_transfer(fields, pairs, n, n * loaded.spacing)
+                                  if comm.Get_rank() == 0 else None, root=0)
             transfer.update(source=source, generation=settings.to_dict())
             loaded = dataclasses.replace(loaded, corner_transfer=transfer)
             fields = _outpaint(path, loaded, pairs, work, "filtered", settings.replace(corner_filter=True),
@@ -117,13 +119,12 @@ def _outpaint(path, loaded, pairs, work, name, settings, seed, batch_size, comm)
     return fields
 
 
-def _fit_corner_transfer(fields, pairs):
+def _fit_corner_transfer(fields, pairs, n, box_size):
     """The corner transfer ({"k": [h/Mpc], "t": [...]}, sims.stats.corner_transfer) of the
-    outpainted ``fields`` against their pairs' HR, all of one grid (so of one box size)."""
-    box_size = float(read_pair(pairs[0])[2]["box_size"])
-    truths = (read_pair(pair)[1] for pair in pairs)
-    k, t = fit_transfer(((read_field(f"{sr}:sr", index=0).data, hr) for sr, hr in zip(fields, truths)), box_size)
-    n = read_field(f"{fields[0]}:sr", index=0).data.shape[0]
+    outpainted ``fields`` against their pairs' HR, all on one grid of n^3 voxels and side
+    ``box_size`` [Mpc/h]."""
+    k, t = fit_transfer(((read_field(f"{sr}:sr", index=0).data, read_pair(pair)[1])
+                         for sr, pair in zip(fields, pairs)), box_size)
     k, t = corner_transfer(k, t, k_nyquist(n, box_size))
     return {"k": k.tolist(), "t": t.tolist()}
 
