@@ -34,8 +34,10 @@ demo: $(STAMP)
 # restart), density stage i in $(MODEL_RUN)/density<i> with seed i; the weights of the last
 # one's last step (--ema 0), sampled in 5 steps (--val-steps), go to model.pt with the void map
 # of its outpainting of the first training pair (emulator calibrate).
-# Resumable: rerunning continues the runs in $(MODEL_RUN).
+# Resumable: rerunning continues the runs in $(MODEL_RUN). MODEL_OUT is where the calibrated
+# model.pt and student.pt go (a rerun from scratch elsewhere leaves the packaged ones alone).
 MODEL_RUN ?= default_model_run
+MODEL_OUT ?= emulator/default_model
 MODEL_STEPS ?= 2000
 FINETUNE_STEPS ?= 850
 DENSITY_STAGES ?= 150 300 300 300
@@ -57,7 +59,7 @@ default-model: model-data
 			--val-every $$steps; \
 		from=$(MODEL_RUN)/density$$stage; stage=$$((stage + 1)); done; \
 	OMP_NUM_THREADS=1 $(BIN)/mpiexec -n 2 $(BIN)/emulator calibrate --model $$from/model.pt \
-		--data $(MODEL_RUN)/train --out emulator/default_model/model.pt --force
+		--data $(MODEL_RUN)/train --out $(MODEL_OUT)/model.pt --force
 
 # The packaged student (docs/distillation.md): the default model distilled into 2 consistency
 # steps, STUDENT_STEPS steps with the learning rate annealed, then its void map fitted on the
@@ -71,7 +73,7 @@ student-model: model-data
 		--val-every 50 --steps $(STUDENT_STEPS) --learning-rate 2e-4 --lr-schedule cosine \
 		--init-from $(STUDENT_TEACHER) --distill-steps 2 --teacher-steps 5
 	OMP_NUM_THREADS=1 $(BIN)/mpiexec -n 2 $(BIN)/emulator calibrate --model $(MODEL_RUN)/student/model.pt \
-		--data $(MODEL_RUN)/train --out emulator/default_model/student.pt --force
+		--data $(MODEL_RUN)/train --out $(MODEL_OUT)/student.pt --force
 
 # Factor 4 per side (issue 12's table; not shipped): LR 32^3 -> HR 128^3 particles in 100 Mpc/h on
 # the default model's data seeds and grid, the default recipe in one stage of FACTOR4_STEPS with the

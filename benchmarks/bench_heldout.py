@@ -11,6 +11,8 @@ predictor goes through the same statistics (sims.validation.validate_fields, CIC
 - ``dP kN/2``, ``dP kN``: max |P / P_HR - 1| below k_Nyq / 2 and k_Nyq (goal: 0.05, 0.10);
 - ``P>kN``: max P / P_HR beyond k_Nyq (goal <= 1.5);
 - ``rmean-rLR``: min over k < k_Nyq of r(mean of the samples, HR) - r_LR (goal >= 0);
+- ``rinf-rLR``: the same for the mean of infinitely many samples (what they share,
+  ``sims.stats.Ensemble.r_common``; 2 samples or more): below 0, more samples cannot close the gap;
 - ``PDF L1``: integral of |p - p_HR| over log10(1 + delta) (goal <= 0.08);
 - ``dQ``: max |Q / Q_HR - 1| over the report's triangles (goal <= 0.05, below the LR's);
 - ``cover``: fraction of HR modes between the LR Nyquist and k_Nyq inside the samples' range
@@ -106,7 +108,8 @@ def combine(per_box):
            "pk_ratio": p_pred / p_truth,
            "r": np.mean([r["r"] for r in reports], axis=0),
            "r_lr": np.mean([np.asarray(r["r_lr"], dtype=float) for r in reports], axis=0),
-           "r_mean": np.mean([r_mean for _, r_mean in per_box], axis=0)}
+           "r_mean": np.mean([r_mean for _, r_mean in per_box], axis=0),
+           "r_common": np.mean([np.asarray(r["r_common"], dtype=float) for r in reports], axis=0)}
     out["pdf_l1"] = float(np.mean([np.sum(np.abs(np.asarray(r["pdf_pred"]) - r["pdf_truth"])
                                           * np.diff(r["pdf_bins"])) for r in reports]))
     q_pred = np.mean([r["bispectrum"]["Q_pred"] for r in reports], axis=0)
@@ -132,6 +135,8 @@ def figures(c, k_lr):
            "dP kN/2": half["pk_ratio_maxdev"], "dP kN": full["pk_ratio_maxdev"],
            "P>kN": ratio[beyond].max() if beyond.any() else np.nan,
            "rmean-rLR": full["r_gap_min"], "PDF L1": c["pdf_l1"], "dQ": c["dq"], "seam": c["seam"]}
+    if np.isfinite(c["r_common"]).any():          # r of the mean of infinitely many samples
+        row["rinf-rLR"] = stats.band_figures(k, kn, ratio, c["r_common"], c["r_lr"])["r_gap_min"]
     if "coverage" in c:
         cov, nominal, k_cal = c["coverage"]
         band = (k_cal >= k_lr) & (k_cal < kn)
@@ -140,7 +145,7 @@ def figures(c, k_lr):
 
 
 def print_tables(rows, combined, k_lr):
-    columns = ["dP lr/2", "r-rLR", "dP kN/2", "dP kN", "P>kN", "rmean-rLR", "PDF L1", "dQ", "cover",
+    columns = ["dP lr/2", "r-rLR", "dP kN/2", "dP kN", "P>kN", "rmean-rLR", "rinf-rLR", "PDF L1", "dQ", "cover",
                "seam", "s/tile"]
     print(f"{'predictor':<24}" + "".join(f"{c:>10}" for c in columns))
     for name, row in rows.items():
@@ -154,10 +159,11 @@ def print_tables(rows, combined, k_lr):
         k = c["k"]
         picks = np.flatnonzero(k < c["k_nyquist"])
         picks = picks[np.unique(np.linspace(0, len(picks) - 1, K_ROWS).round().astype(int))]
-        print(f"\n{name}: k [h/Mpc] | P / P_HR | r | r of the mean | r_LR  (LR resolves k < {k_lr:.2f})")
+        print(f"\n{name}: k [h/Mpc] | P / P_HR | r | r of the mean | of infinitely many | r_LR  "
+              f"(LR resolves k < {k_lr:.2f})")
         for i in picks:
             print(f"  {k[i]:6.2f} {c['pk_ratio'][i]:8.3f} {c['r'][i]:7.3f} {c['r_mean'][i]:7.3f} "
-                  f"{c['r_lr'][i]:7.3f}")
+                  f"{c['r_common'][i]:7.3f} {c['r_lr'][i]:7.3f}")
 
 
 def main(argv=None):

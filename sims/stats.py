@@ -316,6 +316,11 @@ class Ensemble:
 
     ``k`` [h/Mpc], ``nmodes``, ``pk_truth`` (nbins,), ``pk_samples`` (K, nbins) [(Mpc/h)^3] and
     ``r_samples`` (K, nbins) the cross-correlation coefficient of each sample with the truth.
+    ``r_common`` (nbins,): r with the truth of what the samples share, the limit of the mean of
+    K -> infinity samples (the sampler's posterior mean), estimated without the finite-K noise:
+    with samples s_i = m + e_i, e_i independent of each other and of the truth t,
+    <Re s_i conj s_j> (i != j) estimates P_m and <Re s_i conj t> estimates P_mt, so
+    r_common = P_mt / sqrt(P_m P_t). NaN for K = 1 and where the shared power is <= 0.
     """
 
     k: np.ndarray
@@ -323,6 +328,7 @@ class Ensemble:
     pk_truth: np.ndarray
     pk_samples: np.ndarray
     r_samples: np.ndarray
+    r_common: np.ndarray
 
     @property
     def pk_mean(self):
@@ -348,17 +354,26 @@ def ensemble(truth, samples, box_size, mas=None):
     mas = check_mas(mas)
     dt = fourier_modes(truth, mas)
     p_truth = _spectrum(dt.real ** 2 + dt.imag ** 2, box_size)
-    pk, r = [], []
+    pk, p_cross, r = [], [], []
+    total = np.zeros_like(dt)
     for i, sample in enumerate(samples):
         _, sample = check_pair(truth, sample, ("truth", f"samples[{i}]"))
         ds = fourier_modes(sample, mas)
+        total += ds
         pk.append(_spectrum(ds.real ** 2 + ds.imag ** 2, box_size).power)
-        r.append(ratio_r(_spectrum(dt.real * ds.real + dt.imag * ds.imag, box_size).power,
-                         p_truth.power, pk[-1]))
+        p_cross.append(_spectrum(dt.real * ds.real + dt.imag * ds.imag, box_size).power)
+        r.append(ratio_r(p_cross[-1], p_truth.power, pk[-1]))
     if not pk:
         raise InputError("samples", "need at least one predicted sample")
+    n_samples = len(pk)
+    r_common = np.full_like(p_truth.power, np.nan)
+    if n_samples >= 2:          # sum over i != j of s_i conj s_j = |sum s|^2 - sum |s|^2
+        p_shared = ((_spectrum(total.real ** 2 + total.imag ** 2, box_size).power - np.sum(pk, axis=0))
+                    / (n_samples * (n_samples - 1)))
+        denom = np.sqrt(np.maximum(p_shared, 0) * p_truth.power)
+        np.divide(np.mean(p_cross, axis=0), denom, out=r_common, where=denom > 0)
     return Ensemble(k=p_truth.k, nmodes=p_truth.nmodes, pk_truth=p_truth.power,
-                    pk_samples=np.array(pk), r_samples=np.array(r))
+                    pk_samples=np.array(pk), r_samples=np.array(r), r_common=r_common)
 
 
 @dataclass(frozen=True)

@@ -123,12 +123,13 @@ def _as_samples(preds, shape):
 
 def _spectra_section(truth, samples, box_size, mas):
     """k, nmodes, pk_truth, pk_pred (mean over samples), pk_pred_std, pk_ratio, r (mean of the
-    samples' r with the truth), r_std, transfer sqrt(pk_pred / pk_truth)."""
+    samples' r with the truth), r_std, r_common (r of what the samples share, ``sims.stats.Ensemble``;
+    None for one sample), transfer sqrt(pk_pred / pk_truth)."""
     ens = stats.ensemble(truth, samples, box_size, mas)
     return {"k": ens.k, "nmodes": ens.nmodes, "pk_truth": ens.pk_truth, "pk_pred": ens.pk_mean,
             "pk_pred_std": ens.pk_std, "pk_pred_samples": ens.pk_samples,
             "pk_ratio": stats.power_ratio(ens.pk_mean, ens.pk_truth),
-            "r": ens.r_samples.mean(axis=0), "r_std": ens.r_samples.std(axis=0),
+            "r": ens.r_samples.mean(axis=0), "r_std": ens.r_samples.std(axis=0), "r_common": ens.r_common,
             "transfer": stats.transfer_function(ens.pk_mean, ens.pk_truth)}
 
 
