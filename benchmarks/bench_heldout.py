@@ -148,8 +148,9 @@ def print_tables(rows, combined, k_lr):
     columns = ["dP lr/2", "r-rLR", "dP kN/2", "dP kN", "P>kN", "rmean-rLR", "rinf-rLR", "PDF L1", "dQ", "cover",
                "seam", "s/tile"]
     print(f"{'predictor':<24}" + "".join(f"{c:>10}" for c in columns))
-    for name, row in rows.items():
-        print(f"{name:<24}" + "".join(f"{row.get(c, np.nan):>10.3f}" for c in columns))
+    for name, row in rows.items():            # the r gaps are 1e-4 where the LR's r is near 1
+        print(f"{name:<24}" + "".join(f"{row.get(c, np.nan):>10.{5 if 'rLR' in c else 3}f}"
+                                        for c in columns))
     for name, c in combined.items():       # the shell of P>kN: a shell of few modes is mostly the truth's scatter
         beyond = np.flatnonzero(c["k"] >= c["k_nyquist"])
         if beyond.size:
