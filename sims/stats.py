@@ -320,7 +320,8 @@ class Ensemble:
     K -> infinity samples (the sampler's posterior mean), estimated without the finite-K noise:
     with samples s_i = m + e_i, e_i independent of each other and of the truth t,
     <Re s_i conj s_j> (i != j) estimates P_m and <Re s_i conj t> estimates P_mt, so
-    r_common = P_mt / sqrt(P_m P_t). NaN for K = 1 and where the shared power is <= 0.
+    r_common = P_mt / sqrt(P_m P_t) (cross-spectra of independent realisations have no noise
+    bias: Tristram et al. 2005, MNRAS 358, 833). NaN for K = 1 and where the shared power is <= 0.
     """
 
     k: np.ndarray
