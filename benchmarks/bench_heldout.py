@@ -13,6 +13,8 @@ predictor goes through the same statistics (sims.validation.validate_fields, CIC
 - ``rmean-rLR``: min over k < k_Nyq of r(mean of the samples, HR) - r_LR (goal >= 0);
 - ``rinf-rLR``: the same for the mean of infinitely many samples (what they share,
   ``sims.stats.Ensemble.r_common``; 2 samples or more): below 0, more samples cannot close the gap;
+- ``se ...``: the standard error over boxes of the r gaps at the shell of their minimum and of
+  ``dQ`` at its triangle (boxes are independent; the samples of one box are not);
 - ``PDF L1``: integral of |p - p_HR| over log10(1 + delta) (goal <= 0.08);
 - ``dQ``: max |Q / Q_HR - 1| over the report's triangles (goal <= 0.05, below the LR's);
 - ``cover``: fraction of HR modes between the LR Nyquist and k_Nyq inside the samples' range
@@ -20,7 +22,11 @@ predictor goes through the same statistics (sims.validation.validate_fields, CIC
 - ``seam``: largest seam ratio over the truth's own (1: no seams).
 
 Spectra, PDFs and Q are summed or averaged over the boxes before the figures. Prints one row per
-predictor and the per-k table of P ratio and r; ``--json`` keeps everything. Usage::
+predictor and the per-k table of P ratio and r, with the r of the mean of K samples of a
+calibrated sampler (``sims.stats.calibrated_mean_r``) whose posterior mean has the model's r of
+infinitely many (above the measured one: the samples spread less than a calibrated posterior's at
+that k) or only the LR's r (a sampler that knows what the LR knows, no more); ``--json`` keeps
+everything. Usage::
 
     python benchmarks/bench_heldout.py --model emulator/default_model --pairs heldout/*.h5 \
         [--samples 2] [--steps 20] [--json out.json]
@@ -97,24 +103,30 @@ def box_statistics(hr, samples, lr, box_size, core):
     return report, stats.correlation(np.mean(samples, axis=0), hr, box_size, mas="cic")[1]
 
 
-def combine(per_box):
-    """Figures of one predictor from its per-box (report, r of the mean) pairs: spectra summed over
-    boxes, PDFs, Q and r averaged over boxes."""
+def combine(per_box, samples):
+    """Figures of one predictor from its per-box (report, r of the mean) pairs of ``samples``
+    samples each: spectra summed over boxes, PDFs, Q and r averaged over boxes; ``se_*``: standard
+    errors over boxes (NaN for one box)."""
     reports = [r for r, _ in per_box]
     first = reports[0]
     p_pred = np.sum([r["pk_pred"] for r in reports], axis=0)
     p_truth = np.sum([r["pk_truth"] for r in reports], axis=0)
+    r_lr = np.array([np.asarray(r["r_lr"], dtype=float) for r in reports])
+    r_mean = np.array([r_mean for _, r_mean in per_box], dtype=float)
+    r_common = np.array([np.asarray(r["r_common"], dtype=float) for r in reports])
+    q_pred = np.array([r["bispectrum"]["Q_pred"] for r in reports], dtype=float)
+    q_truth = np.array([r["bispectrum"]["Q_truth"] for r in reports], dtype=float)
     out = {"k": np.asarray(first["k"]), "nmodes": np.asarray(first["nmodes"]), "k_nyquist": first["k_nyquist"],
-           "pk_ratio": p_pred / p_truth,
-           "r": np.mean([r["r"] for r in reports], axis=0),
-           "r_lr": np.mean([np.asarray(r["r_lr"], dtype=float) for r in reports], axis=0),
-           "r_mean": np.mean([r_mean for _, r_mean in per_box], axis=0),
-           "r_common": np.mean([np.asarray(r["r_common"], dtype=float) for r in reports], axis=0)}
+           "pk_ratio": p_pred / p_truth, "samples": samples,
+           "r": np.mean([r["r"] for r in reports], axis=0), "r_lr": r_lr.mean(axis=0),
+           "r_mean": r_mean.mean(axis=0), "r_common": r_common.mean(axis=0),
+           "se_rmean_gap": standard_error(r_mean - r_lr), "se_rinf_gap": standard_error(r_common - r_lr),
+           "se_q_ratio": standard_error(q_pred / q_truth)}
     out["pdf_l1"] = float(np.mean([np.sum(np.abs(np.asarray(r["pdf_pred"]) - r["pdf_truth"])
                                           * np.diff(r["pdf_bins"])) for r in reports]))
-    q_pred = np.mean([r["bispectrum"]["Q_pred"] for r in reports], axis=0)
-    q_truth = np.mean([r["bispectrum"]["Q_truth"] for r in reports], axis=0)
-    out["dq"] = float(np.nanmax(np.abs(q_pred / q_truth - 1)))
+    q_ratio = q_pred.mean(axis=0) / q_truth.mean(axis=0)
+    out["dq"] = float(np.nanmax(np.abs(q_ratio - 1)))
+    out["se_dq"] = float(out["se_q_ratio"][np.nanargmax(np.abs(q_ratio - 1))])
     out["seam"] = float(np.max([np.asarray(r["seam"]["ratio"]) / r["seam"]["ratio_truth"]
                                 for r in reports]))
     if "calibration" in first:
@@ -122,6 +134,21 @@ def combine(per_box):
         cal = first["calibration"]
         out["coverage"] = (cov, cal["nominal_coverage"], np.asarray(cal["k"]))
     return out
+
+
+def standard_error(per_box):
+    """Standard error of the mean over boxes (axis 0) of ``per_box``; NaN for one box."""
+    n = len(per_box)
+    return np.std(per_box, axis=0, ddof=1) / np.sqrt(n) if n > 1 else np.full(np.shape(per_box)[1:], np.nan)
+
+
+def gap_and_error(k, k_max, r, r_reference, se):
+    """min over the shells below ``k_max`` of r - r_reference, and ``se`` at that shell."""
+    gap = np.where(np.asarray(k) < k_max, np.asarray(r) - r_reference, np.nan)
+    if np.isnan(gap).all():
+        return np.nan, np.nan
+    i = np.nanargmin(gap)
+    return gap[i], se[i]
 
 
 def figures(c, k_lr):
@@ -134,9 +161,10 @@ def figures(c, k_lr):
     row = {"dP lr/2": low["pk_ratio_maxdev"], "r-rLR": low["r_gap_min"],
            "dP kN/2": half["pk_ratio_maxdev"], "dP kN": full["pk_ratio_maxdev"],
            "P>kN": ratio[beyond].max() if beyond.any() else np.nan,
-           "rmean-rLR": full["r_gap_min"], "PDF L1": c["pdf_l1"], "dQ": c["dq"], "seam": c["seam"]}
+           "rmean-rLR": full["r_gap_min"], "PDF L1": c["pdf_l1"], "dQ": c["dq"], "seam": c["seam"],
+           "se rmean": gap_and_error(k, kn, c["r_mean"], c["r_lr"], c["se_rmean_gap"])[1], "se dQ": c["se_dq"]}
     if np.isfinite(c["r_common"]).any():          # r of the mean of infinitely many samples
-        row["rinf-rLR"] = stats.band_figures(k, kn, ratio, c["r_common"], c["r_lr"])["r_gap_min"]
+        row["rinf-rLR"], row["se rinf"] = gap_and_error(k, kn, c["r_common"], c["r_lr"], c["se_rinf_gap"])
     if "coverage" in c:
         cov, nominal, k_cal = c["coverage"]
         band = (k_cal >= k_lr) & (k_cal < kn)
@@ -145,11 +173,11 @@ def figures(c, k_lr):
 
 
 def print_tables(rows, combined, k_lr):
-    columns = ["dP lr/2", "r-rLR", "dP kN/2", "dP kN", "P>kN", "rmean-rLR", "rinf-rLR", "PDF L1", "dQ", "cover",
-               "seam", "s/tile"]
+    columns = ["dP lr/2", "r-rLR", "dP kN/2", "dP kN", "P>kN", "rmean-rLR", "se rmean", "rinf-rLR", "se rinf",
+               "PDF L1", "dQ", "se dQ", "cover", "seam", "s/tile"]
     print(f"{'predictor':<24}" + "".join(f"{c:>10}" for c in columns))
     for name, row in rows.items():            # the r gaps are 1e-4 where the LR's r is near 1
-        print(f"{name:<24}" + "".join(f"{row.get(c, np.nan):>10.{5 if 'rLR' in c else 3}f}"
+        print(f"{name:<24}" + "".join(f"{row.get(c, np.nan):>10.{5 if 'rLR' in c or 'se r' in c else 3}f}"
                                         for c in columns))
     for name, c in combined.items():       # the shell of P>kN: a shell of few modes is mostly the truth's scatter
         beyond = np.flatnonzero(c["k"] >= c["k_nyquist"])
@@ -160,11 +188,13 @@ def print_tables(rows, combined, k_lr):
         k = c["k"]
         picks = np.flatnonzero(k < c["k_nyquist"])
         picks = picks[np.unique(np.linspace(0, len(picks) - 1, K_ROWS).round().astype(int))]
-        print(f"\n{name}: k [h/Mpc] | P / P_HR | r | r of the mean | of infinitely many | r_LR  "
-              f"(LR resolves k < {k_lr:.2f})")
+        calibrated = [stats.calibrated_mean_r(c[r], c["samples"]) if c["samples"] > 1 else np.full_like(k, np.nan)
+                      for r in ("r_common", "r_lr")]                  # a baseline is one field, not samples
+        print(f"\n{name}: k [h/Mpc] | P / P_HR | r | r of the mean of {c['samples']} | of infinitely many | "
+              f"calibrated mean of {c['samples']} with that | with the LR's | r_LR  (LR resolves k < {k_lr:.2f})")
         for i in picks:
-            print(f"  {k[i]:6.2f} {c['pk_ratio'][i]:8.3f} {c['r'][i]:7.3f} {c['r_mean'][i]:7.3f} "
-                  f"{c['r_common'][i]:7.3f} {c['r_lr'][i]:7.3f}")
+            print(f"  {k[i]:6.2f} {c['pk_ratio'][i]:8.3f} {c['r'][i]:7.4f} {c['r_mean'][i]:7.4f} "
+                  f"{c['r_common'][i]:7.4f} {calibrated[0][i]:7.4f} {calibrated[1][i]:7.4f} {c['r_lr'][i]:7.4f}")
 
 
 def main(argv=None):
@@ -200,6 +230,7 @@ def main(argv=None):
     first = load_model(models[0][1])
     transfer = transfer_of(first, args.train_pairs)
     per_box = {"LR as is": [], "LR x T(k)": []} if transfer else {"LR as is": []}
+    samples_of = dict.fromkeys(per_box, 1)        # the baselines are one field each
     seconds = {}
     k_lr = np.pi / first.lr_spacing
     for pair in args.pairs:
@@ -218,7 +249,7 @@ def main(argv=None):
             seconds.setdefault(label, []).append(spent / tiles)
             per_box.setdefault(label, []).append(box_statistics(hr, samples, lr, box_size, first.core))
             print(f"{label} on {pair}: {spent:.0f} s", file=sys.stderr, flush=True)
-    combined = {name: combine(boxes) for name, boxes in per_box.items()}
+    combined = {name: combine(boxes, samples_of.get(name, args.samples)) for name, boxes in per_box.items()}
     rows = {name: figures(c, k_lr) for name, c in combined.items()}
     for label, values in seconds.items():
         rows[label]["s/tile"] = float(np.mean(values))

@@ -310,6 +310,23 @@ def clip_keeping_mass(delta):
     return out
 
 
+def calibrated_mean_r(r_posterior, members):
+    """r(k) with the truth of the mean of ``members`` samples of a calibrated sampler whose
+    posterior mean correlates with the truth as ``r_posterior`` (array or scalar).
+
+    Calibrated: the truth is t = mu + e with e uncorrelated with the posterior mean mu, and the
+    samples are mu + e_i with e_i independent and as strong as e. Then P_mu = rho^2 P_t, each e_i
+    carries (1 - rho^2) P_t, and r_K = rho^2 / sqrt(rho^2 + (1 - rho^2) / K): rho^2 for one
+    sample, rho for infinitely many (the ensemble-mean correlation of a perfect ensemble,
+    Murphy 1990, QJRMS 116, 89). Averaging K calibrated samples that know only what the LR knows
+    (rho = r_LR) therefore stays below r_LR by about (1 - r_LR^2) / (2 K).
+    """
+    if int(members) < 1:
+        raise InputError("members", f"need at least one sample, got {members}")
+    rho2 = np.square(np.asarray(r_posterior, dtype=float))
+    return rho2 / np.sqrt(rho2 + (1 - rho2) / int(members))
+
+
 @dataclass(frozen=True)
 class Ensemble:
     """Spectra of K predicted samples against one truth, on the shells of :func:`power_spectrum`.

@@ -491,3 +491,24 @@ def test_void_map_rejects_bad_input():
         stats.fit_void_map([(np.full_like(good, -0.5), good)])
     with pytest.raises(InputError, match="truth"):
         stats.fit_void_map([(good, good[:4, :4, :4])])
+
+
+def test_calibrated_mean_r_matches_a_calibrated_ensemble_and_its_limits():
+    """Truth mu + e and samples mu + e_i with e, e_i as strong (r(mu, t) = 0.8): the measured r of
+    one sample and of the mean of 4 follow rho^2 = 0.64 and 0.64 / sqrt(0.64 + 0.09) = 0.749."""
+    n, box, rho = 48, 50.0, 0.8
+    rng = np.random.default_rng(5)
+    mu = rho * rng.standard_normal((n, n, n))
+    error = lambda: np.sqrt(1 - rho ** 2) * rng.standard_normal((n, n, n))
+    truth = (mu + error()).astype(np.float32)
+    samples = [(mu + error()).astype(np.float32) for _ in range(4)]
+    many = stats.power_spectrum(truth, box).nmodes >= 4000
+    r_one = stats.correlation(samples[0], truth, box)[1][many]
+    r_four = stats.correlation(np.mean(samples, axis=0), truth, box)[1][many]
+    np.testing.assert_allclose(r_one, stats.calibrated_mean_r(rho, 1), atol=0.02)
+    np.testing.assert_allclose(r_four, stats.calibrated_mean_r(rho, 4), atol=0.02)
+    assert stats.calibrated_mean_r(rho, 4) == pytest.approx(0.64 / np.sqrt(0.73))
+    np.testing.assert_allclose(stats.calibrated_mean_r([0.3, 0.999], 10 ** 9), [0.3, 0.999], rtol=1e-6)
+    np.testing.assert_allclose(stats.calibrated_mean_r(1.0, 4), 1.0)
+    with pytest.raises(InputError, match="members"):
+        stats.calibrated_mean_r(rho, 0)
