@@ -156,13 +156,13 @@ def figures(c, k_lr):
     k, kn, ratio = c["k"], c["k_nyquist"], c["pk_ratio"]
     low = stats.band_figures(k, k_lr / 2, ratio, c["r"], c["r_lr"])
     half = stats.band_figures(k, kn / 2, ratio)
-    full = stats.band_figures(k, kn, ratio, c["r_mean"], c["r_lr"])      # r of the samples' mean
+    full = stats.band_figures(k, kn, ratio)
     beyond = k >= kn
     row = {"dP lr/2": low["pk_ratio_maxdev"], "r-rLR": low["r_gap_min"],
            "dP kN/2": half["pk_ratio_maxdev"], "dP kN": full["pk_ratio_maxdev"],
            "P>kN": ratio[beyond].max() if beyond.any() else np.nan,
-           "rmean-rLR": full["r_gap_min"], "PDF L1": c["pdf_l1"], "dQ": c["dq"], "seam": c["seam"],
-           "se rmean": gap_and_error(k, kn, c["r_mean"], c["r_lr"], c["se_rmean_gap"])[1], "se dQ": c["se_dq"]}
+           "PDF L1": c["pdf_l1"], "dQ": c["dq"], "se dQ": c["se_dq"], "seam": c["seam"]}
+    row["rmean-rLR"], row["se rmean"] = gap_and_error(k, kn, c["r_mean"], c["r_lr"], c["se_rmean_gap"])
     if np.isfinite(c["r_common"]).any():          # r of the mean of infinitely many samples
         row["rinf-rLR"], row["se rinf"] = gap_and_error(k, kn, c["r_common"], c["r_lr"], c["se_rinf_gap"])
     if "coverage" in c:
