@@ -319,7 +319,7 @@ def calibrated_mean_r(r_posterior, members):
     carries (1 - rho^2) P_t, and r_K = rho^2 / sqrt(rho^2 + (1 - rho^2) / K): rho^2 for one
     sample, rho for infinitely many (the ensemble-mean correlation of a perfect ensemble,
     Murphy 1990, QJRMS 116, 89). Averaging K calibrated samples that know only what the LR knows
-    (rho = r_LR) therefore stays below r_LR by about (1 - r_LR^2) / (2 K).
+    (rho = r_LR) therefore stays below r_LR by (1 - r_LR) / K to first order in 1 - r_LR.
     """
     if int(members) < 1:
         raise InputError("members", f"need at least one sample, got {members}")
