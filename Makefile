@@ -93,10 +93,12 @@ bench-factor4: $(STAMP)
 # Issue 13's NFE table: the default model (dpmpp-2m) and its student (consistency) at 1-20 network
 # evaluations against the model's 2000-step ddpm, 8 seeds of one held-out tile (an hour on 2 CPU
 # cores in float32; 20 minutes on 2 cores with native bf16, which --bf16 uses where the CPU has it).
+# The baseline's spectra stay in bench_nfe_baseline.npz: a rerun against the same model takes them
+# from there and costs a minute.
 bench-nfe: $(STAMP)
 	$(BIN)/python benchmarks/bench_samplers.py --model emulator/default_model emulator/default_model/student.pt \
 		--samplers dpmpp-2m,consistency --nfe 1,2,4,5,8,20 --seeds 8 --crops 1 --baseline-steps 2000 \
-		--lr-consistency off --bf16 --json bench_nfe.json
+		--lr-consistency off --bf16 --json bench_nfe.json --baseline-cache bench_nfe_baseline.npz
 
 # The formulations at one fixed budget on the default model's data (hours on 2 CPU cores).
 bench-formulations: model-data

@@ -6,12 +6,13 @@ by every model of ``--model`` with every sampler at every NFE it accepts (networ
 sample; converted to steps with ``emulator.samplers.evaluations``: heun makes 2N - 1 of them in N
 steps, so it gets the most steps that fit; a distilled student samples only with ``consistency``,
 in at most its distilled steps, and a diffusion model never with it), over ``--seeds`` seeds,
-with and without the LR-consistent band replacement. Every sample is measured twice: as
-generated (mass off) and with its mass set to the LR's (``emulator.generate.conserve_mass``,
-mass on; free of network cost). The baseline is the first model's ``ddpm`` over
-``--baseline-steps`` trained levels without LR consistency (the reference's method), sampled
-with the same seeds (give a student's teacher first: its baseline is the teacher's); mass-on
-rows compare with the mass-on baseline. Per configuration, with P
+with and without the LR-consistent band replacement. Every sample is measured four times, free
+of network cost (``emulator.generate.finish_tiles``): as the sampler left it or through its
+model's corner transfer and void map (cal off / on; on is what generation applies), each as
+generated (mass off) and with its mass set to the LR's (mass on). The baseline is the first
+model's ``ddpm`` over ``--baseline-steps`` trained levels without LR consistency (the
+reference's method), sampled with the same seeds (give a student's teacher first: its baseline
+is the teacher's); each row compares with the baseline measured the same way. Per configuration, with P
 the mean over crops and seeds of each sample's P(k), sigma the seed scatter of P (standard
 deviation over seeds, pooled over crops: a single sample's scatter, not that of the mean) and
 k_Nyq = pi / HR spacing:
@@ -31,10 +32,18 @@ the tile as a periodic cube of side tile x spacing [Mpc/h]. Bands with no shell 
     python benchmarks/bench_samplers.py [--model CKPT [CKPT ...]] [--pairs FILE ...] [--json OUT]
     python benchmarks/bench_samplers.py --quick   # smoke run (~400 tile evaluations)
 
+``--baseline-cache FILE`` keeps the baseline's spectra (an .npz keyed by the SHA-256 of the first
+model's checkpoint, the crops and the baseline's settings, seeds and batch): a rerun with the same
+key takes them from the file instead of regenerating them (a 2000-step baseline is most of a
+run's time); any other key regenerates and replaces them.
+
 Without ``--pairs`` a one-tile held-out pair (seed 90210) is simulated at the model's spacings.
 Each finished configuration is printed, and the JSON rewritten, as the run goes.
 """
 import argparse
+import hashlib
+import itertools
+import json
 import os
 import sys
 import tempfile
@@ -47,13 +56,14 @@ from emulator.checkpoint import load_model
 from emulator.checkpoint import find_model
 from emulator.config import DEFAULT_MODEL, GenerationSettings
 from emulator.data import load_pairs
-from emulator.generate import conserve_mass, generate_tiles, sampling_plan
+from emulator.generate import finish_tiles, generate_tiles, sampling_plan
 from emulator.geometry import periodic_crop
 from emulator.runtime import hold_freed_memory
 from emulator.samplers import SAMPLERS, evaluations
 from heldout import HELD_OUT_SEED, held_out_pair
 from sims import stats
 from sims.errors import InputError
+from sims.outputs import atomic_path
 from sims.validation import jsonable, write_report
 
 FULL = {"samplers": "ddpm,ddim,dpmpp-2m,dpmpp-2m-sde,heun", "nfe": "5,10,20,50,100", "seeds": 8,
@@ -100,20 +110,59 @@ def held_out_crops(paths, model, crops, seed):
     return np.stack(lr), np.stack(hr)
 
 
+MEASURES = tuple(itertools.product((False, True), (False, True)))
+"""The (cal, mass) ways every sample is measured (module docstring)."""
+
+
 def sample_spectra(model, lr, hr, n_seeds, settings, batch, first_seed=0):
     """Generate ``n_seeds`` samples of every crop (seed first_seed + c * n_seeds + s for crop c,
-    sample s); returns ({mass: (P(k), r(k) with the truth)} for mass off (False) and on (True),
-    each (C, S, nbins), and seconds per sample."""
+    sample s) with ``settings`` less its corrections; returns ({(cal, mass): (P(k), r(k) with the
+    truth)} for each of MEASURES, each (C, S, nbins), and seconds per sample."""
     tiles = np.repeat(lr, n_seeds, axis=0)
     seeds = list(range(first_seed, first_seed + len(tiles)))
+    raw_settings = settings.replace(corner_filter=False, void_map=False, mass_conservation=False)
     start = time.perf_counter()
-    sr = generate_tiles(model, settings.replace(mass_conservation=False), tiles, None, None, seeds, batch)
+    raw = generate_tiles(model, raw_settings, tiles, None, None, seeds, batch)
     seconds = (time.perf_counter() - start) / len(tiles)
-    box, spectra = model.tile * model.spacing, {}
-    for mass, fields in ((False, sr), (True, conserve_mass(sr, tiles, np.zeros(sr.shape, bool)))):
+    box, spectra, unknown = model.tile * model.spacing, {}, np.zeros(raw.shape, bool)
+    for cal, mass in MEASURES:
+        fields = finish_tiles(model, settings.replace(corner_filter=cal, void_map=cal, mass_conservation=mass),
+                              raw, tiles, raw, unknown)
         ens = [stats.ensemble(truth, fields[c * n_seeds:(c + 1) * n_seeds], box) for c, truth in enumerate(hr)]
-        spectra[mass] = np.stack([e.pk_samples for e in ens]), np.stack([e.r_samples for e in ens])
+        spectra[cal, mass] = np.stack([e.pk_samples for e in ens]), np.stack([e.r_samples for e in ens])
     return spectra, seconds
+
+
+def baseline_key(model_path, lr, settings, n_seeds, batch):
+    """SHA-256 (hex) of what the baseline's spectra depend on: the checkpoint's bytes, the LR
+    crops, the baseline's generation ``settings``, the seeds per crop and the batch."""
+    digest = hashlib.sha256()
+    with open(model_path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    digest.update(np.ascontiguousarray(lr, dtype=np.float32).tobytes())
+    digest.update(json.dumps([settings.to_dict(), n_seeds, batch]).encode())
+    return digest.hexdigest()
+
+
+def cached_spectra(path, key):
+    """(spectra, seconds) of :func:`sample_spectra` stored at ``path`` under ``key``, or None when
+    there is no such file or it holds another key."""
+    if not path or not os.path.exists(path):
+        return None
+    with np.load(path) as f:
+        if str(f["key"]) != key:
+            return None
+        return ({(cal, mass): (f[f"pk_{cal:d}{mass:d}"], f[f"r_{cal:d}{mass:d}"]) for cal, mass in MEASURES},
+                float(f["seconds"]))
+
+
+def store_spectra(path, key, spectra, seconds):
+    """Write (spectra, seconds) of :func:`sample_spectra` under ``key`` to ``path`` (.npz, atomically)."""
+    arrays = {f"{name}_{cal:d}{mass:d}": values for (cal, mass), (pk, r) in spectra.items()
+              for name, values in (("pk", pk), ("r", r))}
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, key=key, seconds=seconds, **arrays)
 
 
 def band_mean(values, band):
@@ -139,13 +188,13 @@ def summarize(pk, r, base_pk, truth, bands):
 
 
 COLUMNS = (("model", "model", "s"), ("sampler", "sampler", "s"), ("NFE", "nfe", "d"), ("steps", "steps", "d"),
-           ("LRc", "lr_consistency", "g"), ("mass", "mass", "s"), ("dP/2", "dP_half", ".4f"),
+           ("LRc", "lr_consistency", "g"), ("cal", "calibration", "s"), ("mass", "mass", "s"), ("dP/2", "dP_half", ".4f"),
            ("dP", "dP_nyq", ".4f"), ("z", "z_max", ".2f"), ("s/s_b", "scatter_ratio", ".3f"), ("r/2", "r_half", ".4f"),
            ("rmin/2", "r_min_half", ".4f"), ("P/Pt lo", "pk_truth_low", ".4f"),
            ("r lo", "r_low", ".4f"), ("rLR lo", "r_lr_low", ".4f"), ("s/sample", "seconds", ".3f"))
 """Table columns: header, result key, number format (LRc: the LR band fraction imposed at sampling, or
-"model": the model's own trained band, none for a model trained without one; mass:
-generated mass as is, or set to the LR's)."""
+"model": the model's own trained band, none for a model trained without one; cal: without or
+with the model's corner transfer and void map; mass: generated mass as is, or set to the LR's)."""
 
 
 def table(rows):
@@ -164,12 +213,18 @@ def truth_spectra(lr, hr, box_size):
             "r_lr": np.stack([e.r_samples[0] for e in ens])}
 
 
+def baseline_settings(steps, bf16):
+    """The baseline's generation settings: ddpm over ``steps`` trained levels without LR consistency."""
+    return GenerationSettings("ddpm", steps, bf16=bf16)
+
+
 def run_benchmark(models, lr, hr, samplers, nfes, lr_modes, n_seeds, baseline_steps, batch, bf16,
-                  report=lambda shells, rows: None):
+                  report=lambda shells, rows: None, baseline_cache=None):
     """Baseline (the first model's) first, then every (LR mode, model, sampler, NFE) the model
     accepts; ``models``: {label: LoadedModel} on one tile and grid. Returns (shells, result rows)
     with shells = {k, k_nyquist, k_lr_half} [h/Mpc]. ``report(shells, rows)`` is called after
-    each row (a long run keeps what it has measured)."""
+    each row (a long run keeps what it has measured). ``baseline_cache``: None or (.npz path, key
+    of :func:`baseline_key`) to take the baseline's spectra from, or to store them in."""
     model = next(iter(models.values()))
     box_size = model.tile * model.spacing
     truth = truth_spectra(lr, hr, box_size)
@@ -177,7 +232,7 @@ def run_benchmark(models, lr, hr, samplers, nfes, lr_modes, n_seeds, baseline_st
     k_lr_half = 0.5 * np.pi / model.lr_spacing
     bands = (k < k_nyq / 2, k < k_nyq, k < k_lr_half)
     shells = {"k": k, "k_nyquist": k_nyq, "k_lr_half": k_lr_half}
-    configs = [(next(iter(models)), GenerationSettings("ddpm", baseline_steps, bf16=bf16))]
+    configs = [(next(iter(models)), baseline_settings(baseline_steps, bf16))]
     for fraction in lr_modes:
         for label, candidate in models.items():
             for sampler in samplers:
@@ -185,22 +240,33 @@ def run_benchmark(models, lr, hr, samplers, nfes, lr_modes, n_seeds, baseline_st
                     settings = GenerationSettings(sampler, steps, lr_consistency=fraction, bf16=bf16)
                     if accepts(candidate, settings):
                         configs.append((label, settings))
-    first_of_each = {label: settings for label, settings in reversed(configs)}
+    cache_path, cache_key = baseline_cache or (None, None)
+    cached = cached_spectra(cache_path, cache_key)
+    if cached:
+        tqdm.write(f"baseline spectra from {cache_path}")
+    to_sample = configs[1:] if cached else configs
+    first_of_each = {label: settings for label, settings in reversed(to_sample)}
     for label, settings in first_of_each.items():                  # warm up every model once
         generate_tiles(models[label], settings.replace(steps=1), lr[:batch], None, None,
                        range(min(batch, len(lr))), batch)
-    bar = tqdm(total=sum(evaluations(s.sampler, s.steps) for _, s in configs) * len(lr) * n_seeds, unit="eval")
+    bar = tqdm(total=sum(evaluations(s.sampler, s.steps) for _, s in to_sample) * len(lr) * n_seeds, unit="eval")
     rows, base = [], {}
-    for label, settings in configs:
+    for index, (label, settings) in enumerate(configs):
         sampler, steps, fraction = settings.sampler, settings.steps, settings.lr_consistency
         bar.set_postfix_str(f"{label} {sampler} x{steps} LRc {fraction}")
-        spectra, seconds = sample_spectra(models[label], lr, hr, n_seeds, settings, batch)
-        for mass, (pk, r) in spectra.items():
-            base.setdefault(mass, pk)
+        if index == 0 and cached:
+            spectra, seconds = cached
+        else:
+            spectra, seconds = sample_spectra(models[label], lr, hr, n_seeds, settings, batch)
+            bar.update(evaluations(sampler, steps) * len(lr) * n_seeds)
+            if index == 0 and cache_path:
+                store_spectra(cache_path, cache_key, spectra, seconds)
+        for (cal, mass), (pk, r) in spectra.items():
+            base.setdefault((cal, mass), pk)
             rows.append({"model": label, "sampler": sampler, "nfe": evaluations(sampler, steps), "steps": steps,
-                         "lr_consistency": fraction, "mass": "on" if mass else "off", "seconds": seconds,
-                         **summarize(pk, r, base[mass], truth, bands)})
-        bar.update(evaluations(sampler, steps) * len(lr) * n_seeds)
+                         "lr_consistency": fraction, "calibration": "on" if cal else "off",
+                         "mass": "on" if mass else "off", "seconds": seconds,
+                         **summarize(pk, r, base[cal, mass], truth, bands)})
         report(shells, rows)
     bar.close()
     return shells, rows
@@ -236,6 +302,9 @@ def parse_args(argv=None):
     p.add_argument("--quick", action="store_true",
                    help=f"Smoke run: defaults {', '.join(f'{k} {v}' for k, v in QUICK.items() if FULL[k] != v)}.")
     p.add_argument("--json", default=None, help="Also write the results to this JSON file (atomically).")
+    p.add_argument("--baseline-cache", metavar="FILE.npz",
+                   help="Take the baseline's spectra from this file when it holds the same baseline "
+                        "(checkpoint, crops, settings, seeds, batch), else store them there.")
     args = p.parse_args(argv)
     for key, value in (QUICK if args.quick else FULL).items():
         if getattr(args, key) is None:
@@ -268,8 +337,8 @@ def main(argv=None):
     try:
         samplers, nfes, modes = checked_lists(args)
         device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-        models = {}
-        for path in map(find_model, args.model):
+        models, paths = {}, [find_model(path) for path in args.model]
+        for path in paths:
             models[model_label(path)] = load_model(path, device)
         model = next(iter(models.values()))
         if model.config.distill_steps:
@@ -289,12 +358,15 @@ def main(argv=None):
     settings = {key: value for key, value in vars(args).items() if key != "json"}
 
     def report(shells, rows):
-        tqdm.write("\n".join(table(rows).splitlines()[-2:] if len(rows) > 2 else table(rows).splitlines()))
+        lines = table(rows).splitlines()
+        tqdm.write("\n".join(lines if len(rows) == len(MEASURES) else lines[-len(MEASURES):]))
         if args.json:
             write_report(jsonable({"settings": settings, **shells, "rows": rows}), args.json)
 
+    cache = (args.baseline_cache, baseline_key(paths[0], lr, baseline_settings(args.baseline_steps, args.bf16),
+                                               args.seeds, args.batch)) if args.baseline_cache else None
     _, rows = run_benchmark(models, lr, hr, samplers, nfes, modes, args.seeds, args.baseline_steps,
-                            args.batch, args.bf16, report)
+                            args.batch, args.bf16, report, cache)
     print(f"{len(lr)} crops of {model.tile}^3 x {args.seeds} seeds, baseline ddpm x{args.baseline_steps}, "
           f"device {model.device}")
     print(table(rows))

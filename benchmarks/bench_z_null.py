@@ -93,7 +93,7 @@ def main(argv=None):
     z = []
     for trial in tqdm(range(args.trials), unit="trial"):
         (a, _), (b, _) = (sample_spectra(model, lr, hr, args.seeds, settings, args.batch,
-                                         first_seed=(2 * trial + half) * per_set)[0][False]
+                                         first_seed=(2 * trial + half) * per_set)[0][True, False]
                           for half in (0, 1))
         z.append(summarize(a, np.zeros_like(a), b, truth, bands)["z_max"])
     z, shells = np.array(z), int(bands[1].sum())

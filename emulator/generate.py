@@ -101,9 +101,9 @@ def generate_tiles(model, settings, lr, known, mask, seeds, batch_size=None, pro
     tile. Every x0 estimate goes through the model's
     :meth:`emulator.formulation.Formulation.project`: kept in the physical range, so no output
     is non-finite, and tied to the LR's large scales when the model has a band or the settings
-    ask for LR consistency. The sampled tiles then go through the model's corner transfer
-    (settings.corner_filter; clipped at delta = -1 keeping their mass), its void map
-    (settings.void_map) and mass conservation. A network that returns NaN is an InputError
+    ask for LR consistency. The sampled tiles then go through :func:`finish_tiles`: the model's
+    corner transfer (settings.corner_filter; clipped at delta = -1 keeping their mass), its void
+    map (settings.void_map) and mass conservation. A network that returns NaN is an InputError
     naming the tiles' seeds.
     Returns float32 (B, t, t, t) overdensity whose known voxels equal ``known`` exactly.
     """
@@ -137,6 +137,14 @@ def generate_tiles(model, settings, lr, known, mask, seeds, batch_size=None, pro
     if broken.size:       # the projection bounds every estimate: only NaN from the network gets here
         raise InputError("model", f"the network returned NaN for tile(s) with seed(s) "
                          f"{[int(seeds[b]) for b in broken[:4]]}: its weights are not usable")
+    return finish_tiles(model, settings, out, lr, known, mask)
+
+
+def finish_tiles(model, settings, out, lr, known, mask):
+    """Sampled tiles ``out`` through the corrections of ``settings`` (resolved for ``model``):
+    its corner transfer, its void map, the known voxels put back and mass conservation; arrays
+    float32 / bool (B, t, t, t) as in :func:`generate_tiles`. Returns new float32 tiles."""
+    settings = settings.for_model(model)
     if settings.corner_filter:
         side = lr.shape[-1] * model.spacing
         out = np.stack([apply_transfer(tile, side, model.corner_transfer["k"], model.corner_transfer["t"],

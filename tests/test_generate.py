@@ -9,7 +9,7 @@ import unet3d
 from emulator import checkpoint as ckpt
 from emulator.config import GenerationSettings, TrainConfig
 from emulator import generate as generate_module
-from emulator.generate import conserve_mass, generate_tiles, native_bf16
+from emulator.generate import conserve_mass, finish_tiles, generate_tiles, native_bf16
 from emulator.normalization import Normalization
 from sims.errors import InputError
 from sims.stats import apply_transfer, apply_void_map
@@ -261,3 +261,26 @@ def test_corner_filter_damps_each_generated_tile_before_the_void_map():
     np.testing.assert_array_equal(after[mask], known[mask])
     off = generate_tiles(damped, settings.replace(corner_filter=False), lr, known, mask, [1, 2])
     np.testing.assert_array_equal(off, before)
+
+
+def test_finish_tiles_on_raw_samples_gives_what_generation_with_the_corrections_gives():
+    """Tiles generated with no correction, then sent through finish_tiles with the corner
+    transfer, void map and mass conservation on, equal the tiles generated with them on (what
+    benchmarks/bench_samplers.py relies on to measure raw and corrected samples from one run)."""
+    plain = tiny_model()
+    side = 16 * plain.spacing
+    k_nyq = np.pi * 16 / side
+    model = dataclasses.replace(plain, void_map={"x": [-1.0, -0.6, 0.0], "y": [-1.0, -0.9, -0.1]},
+                                corner_transfer={"k": [k_nyq, 1.3 * k_nyq, 1.8 * k_nyq], "t": [1.0, 0.5, 0.0]})
+    lr, known = lognormal_tiles(7, 2), lognormal_tiles(8, 2)
+    mask = np.zeros(lr.shape, dtype=bool)
+    mask[:, 5:] = True
+    settings = GenerationSettings("dpmpp-2m", 3)
+    corrected = generate_tiles(model, settings, lr, known, mask, [3, 4])
+    raw = generate_tiles(model, settings.replace(corner_filter=False, void_map=False, mass_conservation=False),
+                         lr, known, mask, [3, 4])
+    assert np.abs(raw - corrected)[~mask].max() > 0.01
+    np.testing.assert_allclose(finish_tiles(model, settings, raw, lr, known, mask), corrected, atol=1e-6)
+    np.testing.assert_array_equal(finish_tiles(model, settings.replace(corner_filter=False, void_map=False,
+                                                                       mass_conservation=False),
+                                               raw, lr, known, mask), raw)
