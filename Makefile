@@ -62,17 +62,20 @@ default-model: model-data
 	OMP_NUM_THREADS=1 $(BIN)/mpiexec -n 2 $(BIN)/emulator calibrate --model $$from/model.pt \
 		--data $(MODEL_RUN)/train --out $(MODEL_OUT)/model.pt --force
 
-# The packaged student (docs/distillation.md): the default model distilled into 2 consistency
-# steps, STUDENT_STEPS steps with the learning rate annealed, then its void map fitted on the
+# The packaged student (docs/distillation.md): the default model distilled into STUDENT_NFE (2)
+# consistency steps from its dpmpp-2m in STUDENT_TEACHER_NFE (5), STUDENT_STEPS steps with the
+# learning rate annealed, then its void map fitted on the
 # first training pair outpainted with it (emulator calibrate, docs/fidelity.md). Resumable like
 # the above. The teacher is the packaged model.pt (stage 6 with its void map, which distillation
 # does not use); STUDENT_TEACHER=$(MODEL_RUN)/density4/model.pt distils a fresh `make default-model`.
 STUDENT_STEPS ?= 300
+STUDENT_NFE ?= 2
+STUDENT_TEACHER_NFE ?= 5
 STUDENT_TEACHER ?= emulator/default_model/model.pt
 student-model: model-data
 	$(BIN)/emulator train --data $(MODEL_RUN)/train --out $(MODEL_RUN)/student --resume $(TRAIN_RECIPE) \
 		--val-every 50 --steps $(STUDENT_STEPS) --learning-rate 2e-4 --lr-schedule cosine \
-		--init-from $(STUDENT_TEACHER) --distill-steps 2 --teacher-steps 5
+		--init-from $(STUDENT_TEACHER) --distill-steps $(STUDENT_NFE) --teacher-steps $(STUDENT_TEACHER_NFE)
 	OMP_NUM_THREADS=1 $(BIN)/mpiexec -n 2 $(BIN)/emulator calibrate --model $(MODEL_RUN)/student/model.pt \
 		--data $(MODEL_RUN)/train --out $(MODEL_OUT)/student.pt --force
 

@@ -10,10 +10,16 @@ the process's peak RSS during the warm-up call minus its RSS just before it (tor
 allocations are invisible to tracemalloc).
 
 GPU (when torch.cuda.is_available()): at the largest size, batch ``--gpu-batch``, fp32 vs bf16
-autocast, eager vs torch.compile, and channels_last_3d; the peak memory is
-torch.cuda.max_memory_allocated. Then the largest batch that fits at that size, for training
-(forward+backward, bf16, with and without gradient checkpointing) and for inference (no_grad
-forward, bf16), found by doubling then bisecting on out-of-memory errors.
+autocast, eager vs torch.compile (and its CUDA graphs, mode reduce-overhead), and
+channels_last_3d; the peak memory is torch.cuda.max_memory_allocated; the operation rate from
+torch.utils.flop_counter's count of one call, and for bf16 the model FLOP utilisation (MFU: that
+rate over the GPU's dense bf16 tensor peak, PEAK_BF16_TFLOPS or ``--peak-tflops``; Chowdhery et
+al. 2022, arXiv:2204.02311, appendix B). Then the largest batch that fits at that size, for
+training (forward+backward, bf16, with and without gradient checkpointing) and for inference
+(no_grad forward, bf16), found by doubling then bisecting on out-of-memory errors; at the
+largest inference batch, bf16 compiled with CUDA graphs, the network-only wall time of the 8x
+TNG300 box (528^3, tile 48, core 24: outpaint.plan.Plan's tiles) on one GPU at 2 and 5
+evaluations per tile (the packaged student's and model's).
 
 CPU inference (``--cpu-inference``): the options of generation on a CPU, side by side in one
 process (rounds interleaved, so that other load on the machine hits every option alike), for one
@@ -51,6 +57,11 @@ import torch
 import unet3d
 from emulator.generate import native_bf16
 from emulator.runtime import hold_freed_memory
+from outpaint.plan import Plan
+
+PEAK_BF16_TFLOPS = {"A100": 312.0, "H100": 989.4, "H200": 989.4, "L40S": 362.1, "L4": 121.0}
+"""Dense bf16 tensor-core peaks [TFLOP/s] (NVIDIA's A100, H100/H200 SXM, L40S and L4 data
+sheets; without sparsity), matched by substring of the device name."""
 
 
 def step_fn(model, x, c, backward, autocast_dtype=None):
@@ -265,18 +276,50 @@ def run_ceiling(preset, n, batch, threads, rounds, gemm=2048):
                           "network_over_sgemm": rates["network"] / rates["sgemm"]}), flush=True)
 
 
-def gpu_case(preset, n, batch, backward, dtype, compiled, channels_last, repeats):
+def peak_tflops(device_name, given=None):
+    """The dense bf16 peak [TFLOP/s] of a GPU: ``given``, else PEAK_BF16_TFLOPS's entry whose
+    name is in ``device_name`` (the longest match), else None."""
+    if given:
+        return given
+    matches = [name for name in PEAK_BF16_TFLOPS if name in device_name]
+    return PEAK_BF16_TFLOPS[max(matches, key=len)] if matches else None
+
+
+def operations(step):
+    """Floating-point operations of one call of ``step`` (torch.utils.flop_counter: convolutions
+    and matrix products, 2 per multiply-add, backward included when the step has one)."""
+    from torch.utils.flop_counter import FlopCounterMode
+    with FlopCounterMode(display=False) as counter:
+        step()
+    return counter.get_total_flops()
+
+
+def gpu_case(preset, n, batch, backward, dtype, compiled, channels_last, repeats, peak=None):
+    """One GPU timing; ``compiled``: False, True (torch.compile) or "reduce-overhead" (its CUDA graphs)."""
     torch.cuda.empty_cache()
     model = seeded(unet3d.build(preset, channels_last=channels_last)).cuda().train(backward)
-    net = torch.compile(model) if compiled else model
+    ops = operations(step_fn(model, *inputs(model, n, batch, "cuda"), backward, dtype))
+    net = model if not compiled else torch.compile(model, mode=None if compiled is True else compiled)
     x, c = inputs(model, n, batch, "cuda")
     step = step_fn(net, x, c, backward, dtype)
     torch.cuda.reset_peak_memory_stats()
     cold, best = timed(step, repeats, torch.cuda.synchronize)
-    return {"device": torch.cuda.get_device_name(), "preset": preset, "n": n, "batch": batch,
+    name, rate = torch.cuda.get_device_name(), ops / best / 1e12
+    peak = peak_tflops(name, peak)
+    return {"device": name, "preset": preset, "n": n, "batch": batch,
             "pass": "fwd+bwd" if backward else "fwd", "dtype": "bf16" if dtype else "fp32",
             "compiled": compiled, "channels_last": channels_last, "seconds": best, "cold_seconds": cold,
-            "voxels_per_s": batch * n ** 3 / best, "peak_gib": torch.cuda.max_memory_allocated() / 2 ** 30}
+            "voxels_per_s": batch * n ** 3 / best, "peak_gib": torch.cuda.max_memory_allocated() / 2 ** 30,
+            "tflop_per_call": ops / 1e12, "tflop_per_s": rate,
+            "mfu": rate / peak if dtype == torch.bfloat16 and peak else None}
+
+
+def large_box_estimate(tiles_per_s, n=528, tile=48, core=24, evaluations=(2, 5)):
+    """Network-only hours to outpaint an n^3 box (outpaint.plan.Plan's tiles for tile and core)
+    at ``tiles_per_s`` tile evaluations per second, for each number of evaluations per tile."""
+    tiles = Plan(n, tile, core, 1).describe()["tiles"]
+    return {"n": n, "tile": tile, "core": core, "tiles": tiles,
+            **{f"hours_at_{e}_evaluations": tiles * e / tiles_per_s / 3600 for e in evaluations}}
 
 
 def fits(preset, n, batch, backward, checkpointing):
@@ -303,19 +346,27 @@ def largest_batch(preset, n, backward, checkpointing, limit=4096):
     return good
 
 
-def run_gpu(presets, n, batch, repeats):
+def run_gpu(presets, n, batch, repeats, peak=None):
     for preset in presets:
         for backward in (False, True):
             for dtype, compiled, channels_last in ((None, False, False), (torch.bfloat16, False, False),
                                                    (torch.bfloat16, False, True), (None, True, False),
-                                                   (torch.bfloat16, True, False), (torch.bfloat16, True, True)):
-                print(json.dumps(gpu_case(preset, n, batch, backward, dtype, compiled, channels_last, repeats)),
-                      flush=True)
+                                                   (torch.bfloat16, True, False), (torch.bfloat16, True, True),
+                                                   (torch.bfloat16, "reduce-overhead", False)):
+                print(json.dumps(gpu_case(preset, n, batch, backward, dtype, compiled, channels_last, repeats,
+                                          peak)), flush=True)
     for preset in presets:
+        largest = {}
         for backward, checkpointing in ((True, False), (True, True), (False, False)):
+            largest[backward, checkpointing] = largest_batch(preset, n, backward, checkpointing)
             print(json.dumps({"device": torch.cuda.get_device_name(), "preset": preset, "n": n, "dtype": "bf16",
                               "pass": "fwd+bwd" if backward else "fwd", "checkpointing": checkpointing,
-                              "largest_batch": largest_batch(preset, n, backward, checkpointing)}), flush=True)
+                              "largest_batch": largest[backward, checkpointing]}), flush=True)
+        inference_batch = largest[False, False]
+        if inference_batch:
+            case = gpu_case(preset, n, inference_batch, False, torch.bfloat16, "reduce-overhead", False, repeats, peak)
+            print(json.dumps({**case, "box_estimate": large_box_estimate(inference_batch / case["seconds"])}),
+                  flush=True)
 
 
 def main():
@@ -327,6 +378,8 @@ def main():
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads.")
     parser.add_argument("--repeats", type=int, default=2, help="Timed calls after the warm-up (paper at 48^3 on CPU: 1).")
     parser.add_argument("--gpu-batch", type=int, default=8, help="Batch size of the GPU timings.")
+    parser.add_argument("--peak-tflops", type=float, default=None,
+                        help="The GPU's dense bf16 peak [TFLOP/s] for the MFU (default: PEAK_BF16_TFLOPS by name).")
     parser.add_argument("--no-cpu", action="store_true", help="Skip the CPU measurements.")
     parser.add_argument("--no-gpu", action="store_true", help="Skip the GPU measurements.")
     parser.add_argument("--cpu-inference", action="store_true",
@@ -359,7 +412,7 @@ def main():
     if not args.no_cpu:
         run_cpu(presets, args.sizes, args.threads, args.repeats)
     if not args.no_gpu and torch.cuda.is_available():
-        run_gpu(presets, max(args.sizes), args.gpu_batch, max(args.repeats, 5))
+        run_gpu(presets, max(args.sizes), args.gpu_batch, max(args.repeats, 5), args.peak_tflops)
 
 
 if __name__ == "__main__":
