@@ -114,15 +114,16 @@ MEASURES = tuple(itertools.product((False, True), (False, True)))
 """The (cal, mass) ways every sample is measured (module docstring)."""
 
 
-def sample_spectra(model, lr, hr, n_seeds, settings, batch, first_seed=0):
+def sample_spectra(model, lr, hr, n_seeds, settings, batch, first_seed=0, progress=False):
     """Generate ``n_seeds`` samples of every crop (seed first_seed + c * n_seeds + s for crop c,
-    sample s) with ``settings`` less its corrections; returns ({(cal, mass): (P(k), r(k) with the
+    sample s) with ``settings`` less its corrections (``progress``: a bar of the sampler's steps);
+    returns ({(cal, mass): (P(k), r(k) with the
     truth)} for each of MEASURES, each (C, S, nbins), and seconds per sample."""
     tiles = np.repeat(lr, n_seeds, axis=0)
     seeds = list(range(first_seed, first_seed + len(tiles)))
     raw_settings = settings.replace(corner_filter=False, void_map=False, mass_conservation=False)
     start = time.perf_counter()
-    raw = generate_tiles(model, raw_settings, tiles, None, None, seeds, batch)
+    raw = generate_tiles(model, raw_settings, tiles, None, None, seeds, batch, progress)
     seconds = (time.perf_counter() - start) / len(tiles)
     box, spectra, unknown = model.tile * model.spacing, {}, np.zeros(raw.shape, bool)
     for cal, mass in MEASURES:
@@ -257,7 +258,8 @@ def run_benchmark(models, lr, hr, samplers, nfes, lr_modes, n_seeds, baseline_st
         if index == 0 and cached:
             spectra, seconds = cached
         else:
-            spectra, seconds = sample_spectra(models[label], lr, hr, n_seeds, settings, batch)
+            spectra, seconds = sample_spectra(models[label], lr, hr, n_seeds, settings, batch,
+                                              progress=index == 0)     # the baseline takes most of the time
             bar.update(evaluations(sampler, steps) * len(lr) * n_seeds)
             if index == 0 and cache_path:
                 store_spectra(cache_path, cache_key, spectra, seconds)
