@@ -12,10 +12,10 @@ model's corner transfer and void map (cal off / on; on is what generation applie
 generated (mass off) and with its mass set to the LR's (mass on). The baseline is the first
 model's ``ddpm`` over ``--baseline-steps`` trained levels without LR consistency (the
 reference's method), sampled with the same seeds (give a student's teacher first: its baseline
-is the teacher's); each row compares with the baseline measured the same way. Per configuration, with P
-the mean over crops and seeds of each sample's P(k), sigma the seed scatter of P (standard
-deviation over seeds, pooled over crops: a single sample's scatter, not that of the mean) and
-k_Nyq = pi / HR spacing:
+is the teacher's); each row compares with the baseline measured the same way. Per
+configuration, with P the mean over crops and seeds of each sample's P(k), sigma the seed
+scatter of P (standard deviation over seeds, pooled over crops: a single sample's scatter, not
+that of the mean) and k_Nyq = pi / HR spacing:
 
     dP/2, dP      max |P / P_base - 1| over k < k_Nyq / 2 and over k < k_Nyq
     z             max |P - P_base| / sigma_base over k < k_Nyq: below 1, the configuration's mean
@@ -117,8 +117,8 @@ MEASURES = tuple(itertools.product((False, True), (False, True)))
 def sample_spectra(model, lr, hr, n_seeds, settings, batch, first_seed=0, progress=False):
     """Generate ``n_seeds`` samples of every crop (seed first_seed + c * n_seeds + s for crop c,
     sample s) with ``settings`` less its corrections (``progress``: a bar of the sampler's steps);
-    returns ({(cal, mass): (P(k), r(k) with the
-    truth)} for each of MEASURES, each (C, S, nbins), and seconds per sample."""
+    returns ({(cal, mass): (P(k), r(k) with the truth)} for each of MEASURES, each (C, S, nbins),
+    and seconds per sample."""
     tiles = np.repeat(lr, n_seeds, axis=0)
     seeds = list(range(first_seed, first_seed + len(tiles)))
     raw_settings = settings.replace(corner_filter=False, void_map=False, mass_conservation=False)
