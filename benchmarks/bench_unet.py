@@ -298,9 +298,9 @@ def gpu_case(preset, n, batch, backward, dtype, compiled, channels_last, repeats
     """One GPU timing; ``compiled``: False, True (torch.compile) or "reduce-overhead" (its CUDA graphs)."""
     torch.cuda.empty_cache()
     model = seeded(unet3d.build(preset, channels_last=channels_last)).cuda().train(backward)
-    ops = operations(step_fn(model, *inputs(model, n, batch, "cuda"), backward, dtype))
-    net = model if not compiled else torch.compile(model, mode=None if compiled is True else compiled)
     x, c = inputs(model, n, batch, "cuda")
+    ops = operations(step_fn(model, x, c, backward, dtype))
+    net = model if not compiled else torch.compile(model, mode=None if compiled is True else compiled)
     step = step_fn(net, x, c, backward, dtype)
     torch.cuda.reset_peak_memory_stats()
     cold, best = timed(step, repeats, torch.cuda.synchronize)
